@@ -1,0 +1,58 @@
+"""picklex: a faster, byte-identical drop-in for :mod:`pickle`, written in C++.
+
+``import picklex as pickle`` works: the functions, classes, constants and exceptions here have
+the names, signatures and behaviour of the standard module's, and ``dumps`` writes the same
+bytes as CPython's own pickler for every protocol. The exception classes and
+:class:`PickleBuffer` *are* the stdlib's, so code that catches ``pickle.UnpicklingError`` or
+returns ``pickle.PickleBuffer`` from ``__reduce_ex__`` works unchanged.
+"""
+
+from __future__ import annotations
+
+from pickle import DEFAULT_PROTOCOL, PickleBuffer, PickleError, PicklingError, UnpicklingError
+
+from . import _picklex
+from ._picklex import HIGHEST_PROTOCOL
+
+__version__ = "0.1.0"
+
+
+def _export_opcodes() -> list[str]:
+    """Publish every opcode as a bytes constant (``picklex.MARK == b'('``), as pickle does."""
+    names = []
+    for name, code, *_ in _picklex.OPCODES:
+        globals()[name] = code
+        names.append(name)
+    return names
+
+
+_OPCODE_NAMES = _export_opcodes()
+# pickle's two protocol-0 spellings of booleans, which are not opcodes of their own.
+TRUE = b"I01\n"
+FALSE = b"I00\n"
+
+__all__ = [
+    "PickleError",
+    "PicklingError",
+    "UnpicklingError",
+    "Pickler",
+    "Unpickler",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "PickleBuffer",
+    "HIGHEST_PROTOCOL",
+    "DEFAULT_PROTOCOL",
+    "TRUE",
+    "FALSE",
+    *_OPCODE_NAMES,
+]
+
+
+def __getattr__(name: str):
+    # Pickler/Unpickler and the four functions come from the extension; resolving them
+    # lazily keeps this module importable while either side is being rebuilt.
+    if name in ("Pickler", "dump", "dumps", "Unpickler", "load", "loads"):
+        return getattr(_picklex, name)
+    raise AttributeError(f"module 'picklex' has no attribute {name!r}")
