@@ -47,12 +47,15 @@ class Writer {
 
     // ---- configuration ----
 
-    /// Start a new pickle for `protocol` (0..5): clears the buffer and any error.
-    /// Framing is off until enable_framing() (the pickler turns it on after PROTO).
+    /// Start a new pickle for `protocol` (0..5): clears the buffer and any error, and makes
+    /// sure `initial_capacity` bytes are ready. Framing is off until enable_framing() (the
+    /// pickler turns it on after PROTO). bin() becomes `protocol > 0`.
     bool begin(int protocol, std::size_t initial_capacity = 4096);
     int protocol() const noexcept { return protocol_; }
-    /// True for protocols >= 1 (binary opcodes).
-    bool bin() const noexcept { return protocol_ > 0; }
+    /// Binary opcodes (BININT, BINPUT, EMPTY_LIST...) rather than text ones. True for
+    /// protocols >= 1; settable because pickle exposes it as the Pickler's `bin` attribute.
+    bool bin() const noexcept { return bin_; }
+    void set_bin(bool on) noexcept { bin_ = on; }
     void set_sink(Sink* sink) noexcept { sink_ = sink; }
     Sink* sink() const noexcept { return sink_; }
 
@@ -183,7 +186,9 @@ class Writer {
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
     std::size_t frame_start_ = kNoFrame;
+    std::size_t capacity_hint_ = 0; // capacity to start from after release()
     int protocol_ = 0;
+    bool bin_ = false;
     bool framing_ = false;
     Error error_;
 };

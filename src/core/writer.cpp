@@ -30,9 +30,11 @@ Writer::~Writer() {
 
 bool Writer::begin(int protocol, std::size_t initial_capacity) {
     protocol_ = protocol;
+    bin_ = protocol > 0;
     framing_ = false;
     error_ = Error{};
     clear();
+    if (capacity_hint_ < initial_capacity) capacity_hint_ = initial_capacity;
     if (capacity_ < initial_capacity) {
         char* block = storage_.resize(storage_.context, data_, 0, initial_capacity);
         if (!block) return fail(Errc::out_of_memory, "cannot allocate the output buffer");
@@ -49,6 +51,7 @@ bool Writer::grow(std::size_t extra) {
         return fail(Errc::out_of_memory, "pickle output too large");
     std::size_t wanted = (size_ + extra) / 2 * 3;
     if (wanted < size_ + extra) wanted = size_ + extra;
+    if (wanted < capacity_hint_) wanted = capacity_hint_;
     char* block = storage_.resize(storage_.context, data_, size_, wanted);
     if (!block) return fail(Errc::out_of_memory, "cannot grow the output buffer");
     data_ = block;
@@ -59,6 +62,10 @@ bool Writer::grow(std::size_t extra) {
 char* Writer::release(std::size_t* size) noexcept {
     char* block = data_;
     *size = size_;
+    // Start the next buffer at the size this one reached (a frame's worth when streaming),
+    // but never hold on to the size of one huge unframed pickle.
+    constexpr std::size_t kMaxHint = 1 << 20;
+    if (capacity_ > capacity_hint_) capacity_hint_ = capacity_ < kMaxHint ? capacity_ : kMaxHint;
     data_ = nullptr;
     size_ = capacity_ = 0;
     frame_start_ = kNoFrame;

@@ -1,0 +1,115 @@
+// src/python/pickler.hpp: the object walker that pickles PyObject graphs into a Writer.
+//
+// PicklerCore holds everything one pickling run needs: the Writer, the memo, the hooks
+// (persistent_id, dispatch_table, reducer_override, buffer_callback) and the output stream.
+// The Python `Pickler` type embeds one; the module-level dumps() uses one on the C stack.
+// Each save_<type> mirrors the stdlib pickler's decision for that type, so the bytes match.
+#pragma once
+
+#include <Python.h>
+
+#include "bytes_output.hpp"
+#include "picklex/memo_table.hpp"
+#include "picklex/writer.hpp"
+#include "refs.hpp"
+
+namespace picklex::py {
+
+class PicklerCore {
+    // Declared first: the Writer below allocates through it.
+    BytesOutput output_;
+
+  public:
+    PicklerCore();
+    ~PicklerCore();
+    PicklerCore(const PicklerCore&) = delete;
+    PicklerCore& operator=(const PicklerCore&) = delete;
+
+    // ---- configuration (the Pickler constructor's arguments) ----
+
+    /// protocol: None for the default, negative for the highest. Raises ValueError/TypeError.
+    bool set_protocol(PyObject* protocol, bool fix_imports);
+    /// buffer_callback: None or a callable; needs protocol >= 5.
+    bool set_buffer_callback(PyObject* callback);
+    /// Stream pickling to `file.write`; without it dump() keeps the pickle in memory.
+    bool set_output_file(PyObject* file);
+
+    // ---- running ----
+
+    /// Pickle `obj`: PROTO, the object, STOP. In memory, or streamed to the file.
+    /// `owner` is the Python Pickler (for the reducer_override lookup), or nullptr.
+    bool dump(PyObject* obj, PyObject* owner);
+    /// The in-memory pickle as bytes, after dump(); empties the output.
+    PyObject* take_result();
+    /// Forget every memoized object (Pickler.clear_memo()).
+    void clear_memo();
+    /// Drop every Python reference held (Pickler tp_clear / re-init).
+    void clear_refs();
+    int traverse(visitproc visit, void* arg);
+
+    // ---- state visible through the Pickler type ----
+
+    int proto = 0;
+    int bin = 0; ///< binary opcodes; pickle exposes it as a settable attribute
+    bool fix_imports = false;
+    int fast = 0;
+    MemoTable memo;                     ///< keys hold a strong reference each
+    Ref write;                          ///< file.write, or empty for dumps()
+    Ref pers_func;                      ///< persistent_id (function, or bound method)
+    PyObject* pers_func_self = nullptr; ///< borrowed self when pers_func was unbound
+    Ref dispatch_table;                 ///< private dispatch table, or empty
+    Ref buffer_callback;
+    Writer writer;
+
+    /// Memoize `obj` at index `index` (memo proxy assignment); false on allocation failure.
+    bool memo_set(PyObject* obj, std::size_t index);
+
+  private:
+    class StreamSink;
+
+    bool save(PyObject* obj, bool pers_save = false);
+    int save_pers(PyObject* obj);
+    bool save_reduce_value(PyObject* obj, PyObject* reduce_value);
+
+    // atoms (pickler_atoms.cpp)
+    bool save_long(PyObject* obj);
+    bool save_big_long(PyObject* obj);
+    bool save_float(PyObject* obj);
+    bool save_unicode(PyObject* obj);
+    bool save_bytes(PyObject* obj);
+    bool save_bytearray(PyObject* obj);
+    bool save_picklebuffer(PyObject* obj);
+
+    // containers (pickler_containers.cpp)
+    bool save_tuple(PyObject* obj);
+    bool save_list(PyObject* obj);
+    bool batch_list(PyObject* iter);
+    bool batch_list_exact(PyObject* list);
+    bool save_dict(PyObject* obj);
+    bool batch_dict(PyObject* iter);
+    bool batch_dict_exact(PyObject* dict);
+    bool save_set(PyObject* obj);
+    bool save_frozenset(PyObject* obj);
+
+    // globals and reductions (pickler_reduce.cpp)
+    bool save_global(PyObject* obj, PyObject* name);
+    bool save_type(PyObject* obj);
+    bool save_reduce(PyObject* args, PyObject* obj);
+
+    // memo
+    bool memo_put(PyObject* obj);
+    bool memo_get(std::size_t index) { return writer.save_memo_get(index) || writer_failed(); }
+
+    // fast mode cycle guard
+    bool fast_save_enter(PyObject* obj);
+    bool fast_save_leave(PyObject* obj);
+
+    /// Turn the Writer's error into a Python exception; always returns false.
+    bool writer_failed();
+
+    Ref reducer_override_;
+    Ref fast_memo_;
+    int fast_nesting_ = 0;
+};
+
+} // namespace picklex::py

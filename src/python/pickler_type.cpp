@@ -1,0 +1,353 @@
+// src/python/pickler_type.cpp: the Python `Pickler` type and its memo proxy.
+//
+// Same constructor, methods and attributes as the stdlib's Pickler, subclassable with every
+// hook: persistent_id, dispatch_table (class or instance level), reducer_override, memo,
+// clear_memo, fast, bin.
+#include <new>
+
+#include "module_state.hpp"
+#include "pickler.hpp"
+#include "pickler_type.hpp"
+
+namespace picklex::py {
+
+namespace {
+
+struct PicklerObject {
+    PyObject_HEAD
+    PicklerCore core;
+};
+
+struct PicklerMemoProxyObject {
+    PyObject_HEAD
+    PicklerObject* pickler;
+};
+
+PicklerCore& core_of(PyObject* self) { return reinterpret_cast<PicklerObject*>(self)->core; }
+
+extern PyTypeObject PicklerMemoProxyType;
+
+// ---- lifecycle ----
+
+PyObject* Pickler_new(PyTypeObject* type, PyObject*, PyObject*) {
+    PyObject* self = type->tp_alloc(type, 0);
+    if (!self) return nullptr;
+    new (&core_of(self)) PicklerCore();
+    return self;
+}
+
+int Pickler_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(Py_TYPE(self));
+    return core_of(self).traverse(visit, arg);
+}
+
+int Pickler_clear(PyObject* self) {
+    core_of(self).clear_refs();
+    return 0;
+}
+
+void Pickler_dealloc(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    core_of(self).~PicklerCore();
+    // A subclass's type reference is dropped by CPython's subtype dealloc, not here.
+    type->tp_free(self);
+}
+
+/// Store a hook method without a reference cycle: a method bound to the pickler itself is
+/// kept as (function, borrowed self) and rebound on demand.
+int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*& func_self) {
+    Ref found;
+    const int status = lookup_attr(self, name, found);
+    func_self = nullptr;
+    if (status <= 0) {
+        func.reset();
+        return status;
+    }
+    if (PyMethod_Check(found.get()) && PyMethod_GET_SELF(found.get()) == self) {
+        func = Ref::borrow(PyMethod_GET_FUNCTION(found.get()));
+        func_self = self;
+    } else {
+        func = std::move(found);
+    }
+    return 0;
+}
+
+int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* keywords[] = {"file", "protocol", "fix_imports", "buffer_callback", nullptr};
+    PyObject* file;
+    PyObject* protocol = Py_None;
+    int fix_imports = 1;
+    PyObject* buffer_callback = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OpO:Pickler", const_cast<char**>(keywords),
+                                     &file, &protocol, &fix_imports, &buffer_callback))
+        return -1;
+    PicklerCore& core = core_of(self);
+    if (core.write) core.clear_refs(); // __init__ called again
+    if (!core.set_protocol(protocol, fix_imports != 0) || !core.set_output_file(file) ||
+        !core.set_buffer_callback(buffer_callback))
+        return -1;
+    core.clear_memo();
+    core.fast = 0;
+    if (init_method_ref(self, state().names.persistent_id, core.pers_func, core.pers_func_self) < 0)
+        return -1;
+    // An instance-level table set before __init__ wins over a class attribute.
+    if (!core.dispatch_table &&
+        lookup_attr(self, state().names.dispatch_table, core.dispatch_table) < 0)
+        return -1;
+    return 0;
+}
+
+// ---- methods ----
+
+PyObject* Pickler_dump(PyObject* self, PyObject* obj) {
+    PicklerCore& core = core_of(self);
+    if (!core.write) {
+        PyErr_Format(state().PicklingError, "Pickler.__init__() was not called by %s.__init__()",
+                     Py_TYPE(self)->tp_name);
+        return nullptr;
+    }
+    if (!core.dump(obj, self)) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* Pickler_clear_memo(PyObject* self, PyObject*) {
+    core_of(self).clear_memo();
+    Py_RETURN_NONE;
+}
+
+PyObject* Pickler_sizeof(PyObject* self, PyObject*) {
+    const PicklerCore& core = core_of(self);
+    std::size_t size = static_cast<std::size_t>(Py_TYPE(self)->tp_basicsize);
+    size += core.memo.capacity() * sizeof(MemoTable::Entry);
+    return PyLong_FromSize_t(size);
+}
+
+PyMethodDef Pickler_methods[] = {
+    {"dump", Pickler_dump, METH_O,
+     "dump($self, obj, /)\n--\n\nWrite a pickled representation of the given object to the open file."},
+    {"clear_memo", Pickler_clear_memo, METH_NOARGS,
+     "clear_memo($self, /)\n--\n\nClears the pickler's \"memo\".\n\n"
+     "The memo is the data structure that remembers which objects the pickler has already "
+     "seen, so that shared or recursive objects are pickled by reference and not by value. "
+     "This method is useful when re-using picklers."},
+    {"__sizeof__", Pickler_sizeof, METH_NOARGS, "Returns size in memory, in bytes."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+// ---- attributes ----
+
+bool refuse_deletion(PyObject* value) {
+    if (value) return false;
+    PyErr_SetString(PyExc_TypeError, "attribute deletion is not supported");
+    return true;
+}
+
+PyObject* Pickler_get_memo(PyObject* self, void*) {
+    auto* proxy = PyObject_GC_New(PicklerMemoProxyObject, &PicklerMemoProxyType);
+    if (!proxy) return nullptr;
+    proxy->pickler = reinterpret_cast<PicklerObject*>(Py_NewRef(self));
+    PyObject_GC_Track(proxy);
+    return reinterpret_cast<PyObject*>(proxy);
+}
+
+int Pickler_set_memo(PyObject* self, PyObject* value, void*) {
+    if (refuse_deletion(value)) return -1;
+    PicklerCore& core = core_of(self);
+    // Build the new table aside so a bad entry leaves the old memo untouched.
+    PicklerCore fresh;
+    if (Py_IS_TYPE(value, &PicklerMemoProxyType)) {
+        PicklerCore& source = reinterpret_cast<PicklerMemoProxyObject*>(value)->pickler->core;
+        bool ok = true;
+        source.memo.for_each([&](const void* key, std::size_t index) {
+            ok = ok && fresh.memo_set(static_cast<PyObject*>(const_cast<void*>(key)), index);
+        });
+        if (!ok) return -1;
+    } else if (PyDict_Check(value)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *entry;
+        while (PyDict_Next(value, &pos, &key, &entry)) {
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+                PyErr_SetString(PyExc_TypeError, "'memo' values must be 2-item tuples");
+                return -1;
+            }
+            const Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+            if (index == -1 && PyErr_Occurred()) return -1;
+            if (!fresh.memo_set(PyTuple_GET_ITEM(entry, 1), static_cast<std::size_t>(index)))
+                return -1;
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "'memo' attribute must be a PicklerMemoProxy object or dict, not %.200s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    core.clear_memo();
+    fresh.memo.for_each([&](const void* key, std::size_t index) {
+        // The references move from `fresh` to `core`: one incref here, one decref below.
+        core.memo_set(static_cast<PyObject*>(const_cast<void*>(key)), index);
+    });
+    return 0;
+}
+
+PyObject* Pickler_get_persistent_id(PyObject* self, void*) {
+    PicklerCore& core = core_of(self);
+    if (!core.pers_func) {
+        PyErr_SetString(PyExc_AttributeError, "persistent_id");
+        return nullptr;
+    }
+    if (core.pers_func_self) return PyMethod_New(core.pers_func.get(), core.pers_func_self);
+    return core.pers_func.new_ref();
+}
+
+int Pickler_set_persistent_id(PyObject* self, PyObject* value, void*) {
+    if (refuse_deletion(value)) return -1;
+    if (!PyCallable_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "persistent_id must be a callable taking one argument");
+        return -1;
+    }
+    PicklerCore& core = core_of(self);
+    core.pers_func_self = nullptr;
+    core.pers_func = Ref::borrow(value);
+    return 0;
+}
+
+PyObject* Pickler_get_dispatch_table(PyObject* self, void*) {
+    PicklerCore& core = core_of(self);
+    if (!core.dispatch_table) {
+        PyErr_SetString(PyExc_AttributeError, "'Pickler' object has no attribute 'dispatch_table'");
+        return nullptr;
+    }
+    return core.dispatch_table.new_ref();
+}
+
+int Pickler_set_dispatch_table(PyObject* self, PyObject* value, void*) {
+    core_of(self).dispatch_table = Ref::borrow(value);
+    return 0;
+}
+
+template <int PicklerCore::*Field> PyObject* get_int_field(PyObject* self, void*) {
+    return PyLong_FromLong(core_of(self).*Field);
+}
+
+template <int PicklerCore::*Field> int set_int_field(PyObject* self, PyObject* value, void*) {
+    if (refuse_deletion(value)) return -1;
+    const long number = PyLong_AsLong(value);
+    if (number == -1 && PyErr_Occurred()) return -1;
+    core_of(self).*Field = static_cast<int>(number);
+    return 0;
+}
+
+PyGetSetDef Pickler_getsets[] = {
+    {"memo", Pickler_get_memo, Pickler_set_memo, nullptr, nullptr},
+    {"persistent_id", Pickler_get_persistent_id, Pickler_set_persistent_id, nullptr, nullptr},
+    {"dispatch_table", Pickler_get_dispatch_table, Pickler_set_dispatch_table, nullptr, nullptr},
+    {"bin", get_int_field<&PicklerCore::bin>, set_int_field<&PicklerCore::bin>, nullptr, nullptr},
+    {"fast", get_int_field<&PicklerCore::fast>, set_int_field<&PicklerCore::fast>, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+const char Pickler_doc[] =
+    "Pickler(file, protocol=None, fix_imports=True, buffer_callback=None)\n--\n\n"
+    "This takes a binary file for writing a pickle data stream.\n\n"
+    "The optional *protocol* argument tells the pickler to use the given protocol; supported "
+    "protocols are 0, 1, 2, 3, 4 and 5. The default is pickle.DEFAULT_PROTOCOL. A negative "
+    "protocol selects the highest one.\n\n"
+    "The *file* argument must have a write() method that accepts a single bytes argument.\n\n"
+    "If *fix_imports* is true and protocol is less than 3, names of Python 3 modules are "
+    "mapped to the Python 2 names, so the stream is readable by Python 2.\n\n"
+    "If *buffer_callback* is None (the default), buffer views are serialized into *file* as "
+    "part of the pickle stream. Otherwise it is called with each PickleBuffer; a false "
+    "return value makes that buffer out-of-band. It requires protocol 5 or higher.";
+
+// ---- memo proxy ----
+
+void MemoProxy_dealloc(PyObject* self) {
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
+    PyObject_GC_Del(self);
+}
+
+int MemoProxy_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
+    return 0;
+}
+
+int MemoProxy_clear_refs(PyObject* self) {
+    Py_CLEAR(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
+    return 0;
+}
+
+PyObject* MemoProxy_clear(PyObject* self, PyObject*) {
+    core_of(reinterpret_cast<PyObject*>(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler))
+        .clear_memo();
+    Py_RETURN_NONE;
+}
+
+PyObject* MemoProxy_copy(PyObject* self, PyObject*) {
+    PicklerCore& core =
+        core_of(reinterpret_cast<PyObject*>(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler));
+    Ref result = Ref::steal(PyDict_New());
+    if (!result) return nullptr;
+    bool ok = true;
+    core.memo.for_each([&](const void* key, std::size_t index) {
+        if (!ok) return;
+        auto* obj = static_cast<PyObject*>(const_cast<void*>(key));
+        Ref id = Ref::steal(PyLong_FromVoidPtr(obj));
+        Ref value = Ref::steal(Py_BuildValue("nO", static_cast<Py_ssize_t>(index), obj));
+        ok = id && value && PyDict_SetItem(result.get(), id.get(), value.get()) == 0;
+    });
+    return ok ? result.release() : nullptr;
+}
+
+PyObject* MemoProxy_reduce(PyObject* self, PyObject*) {
+    Ref contents = Ref::steal(MemoProxy_copy(self, nullptr));
+    if (!contents) return nullptr;
+    return Py_BuildValue("O(O)", reinterpret_cast<PyObject*>(&PyDict_Type), contents.get());
+}
+
+PyMethodDef MemoProxy_methods[] = {
+    {"clear", MemoProxy_clear, METH_NOARGS, "Remove all items from memo."},
+    {"copy", MemoProxy_copy, METH_NOARGS, "Copy the memo to a new object."},
+    {"__reduce__", MemoProxy_reduce, METH_NOARGS, "Implement pickle support."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyTypeObject PicklerMemoProxyType = [] {
+    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
+    type.tp_name = "picklex.PicklerMemoProxy";
+    type.tp_basicsize = sizeof(PicklerMemoProxyObject);
+    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
+    type.tp_dealloc = MemoProxy_dealloc;
+    type.tp_traverse = MemoProxy_traverse;
+    type.tp_clear = MemoProxy_clear_refs;
+    type.tp_methods = MemoProxy_methods;
+    type.tp_hash = PyObject_HashNotImplemented;
+    return type;
+}();
+
+PyTypeObject PicklerType = [] {
+    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
+    type.tp_name = "picklex.Pickler";
+    type.tp_doc = Pickler_doc;
+    type.tp_basicsize = sizeof(PicklerObject);
+    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
+    type.tp_new = Pickler_new;
+    type.tp_init = Pickler_init;
+    type.tp_dealloc = Pickler_dealloc;
+    type.tp_traverse = Pickler_traverse;
+    type.tp_clear = Pickler_clear;
+    type.tp_methods = Pickler_methods;
+    type.tp_getset = Pickler_getsets;
+    return type;
+}();
+
+} // namespace
+
+PyTypeObject* pickler_type() { return &PicklerType; }
+
+bool ready_pickler_types() {
+    return PyType_Ready(&PicklerType) == 0 && PyType_Ready(&PicklerMemoProxyType) == 0;
+}
+
+} // namespace picklex::py
