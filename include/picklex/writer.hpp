@@ -125,19 +125,38 @@ class Writer {
     bool save_none() { return write_op(Op::NONE); }
     bool save_bool(bool value);
     /// Any int that fits in 64 bits: BININT1/2/BININT, INT text, LONG1 or LONG text.
-    bool save_int(std::int64_t value);
+    bool save_int(std::int64_t value) {
+        if (bin_ && static_cast<std::uint64_t>(value) <= 0xffff) {
+            const auto bits = static_cast<std::uint32_t>(value);
+            const std::size_t n = bits <= 0xff ? 2 : 3;
+            char* out = reserve(3);
+            if (!out) return false;
+            out[0] = static_cast<char>(n == 2 ? Op::BININT1 : Op::BININT2);
+            out[1] = static_cast<char>(bits & 0xff);
+            out[2] = static_cast<char>(bits >> 8);
+            size_ += n;
+            return true;
+        }
+        return save_int_slow(value);
+    }
     /// A big int as its minimal little-endian two's-complement bytes (LONG1/LONG4); protocol >= 2.
     bool save_long_bytes(const std::uint8_t* bytes, std::size_t nbytes);
     /// A big int for protocols 0/1: LONG with its decimal digits (sign included) and 'L'.
     bool save_long_text(std::string_view decimal_digits);
     bool save_float(double value);
     /// A str already encoded as UTF-8 (surrogates as surrogatepass) for protocols >= 1.
-    bool save_unicode_utf8(const char* utf8, std::size_t size, const void* owner = nullptr);
+    bool save_unicode_utf8(const char* utf8, std::size_t size, const void* owner = nullptr) {
+        if (size <= 0xff && protocol_ >= 4) return write_short(Op::SHORT_BINUNICODE, utf8, size);
+        return save_unicode_utf8_slow(utf8, size, owner);
+    }
     /// A str for protocol 0 (UNICODE with raw-unicode-escape); code units of width `kind`
     /// (1, 2 or 4 bytes), as CPython stores strings.
     bool save_unicode_text(int kind, const void* units, std::size_t length);
     /// bytes for protocols >= 3 (SHORT_BINBYTES/BINBYTES/BINBYTES8).
-    bool save_bytes(const char* data, std::size_t size, const void* owner = nullptr);
+    bool save_bytes(const char* data, std::size_t size, const void* owner = nullptr) {
+        if (size <= 0xff) return write_short(Op::SHORT_BINBYTES, data, size);
+        return save_bytes_slow(data, size, owner);
+    }
     /// bytearray (or a writable PickleBuffer in band) for protocol 5.
     bool save_bytearray(const char* data, std::size_t size, const void* owner = nullptr);
     /// An out-of-band buffer marker (NEXT_BUFFER, then READONLY_BUFFER if read-only).
@@ -149,9 +168,15 @@ class Writer {
     /// PERSID text form: the id line (ASCII, checked by the caller).
     bool save_persid_text(std::string_view pid);
     /// Memoize the object just written as memo entry `index` (MEMOIZE, BINPUT, LONG_BINPUT, PUT).
-    bool save_memo_put(std::size_t index);
+    bool save_memo_put(std::size_t index) {
+        if (protocol_ >= 4) return write_op(Op::MEMOIZE);
+        return save_memo_put_slow(index);
+    }
     /// Fetch memo entry `index` (BINGET, LONG_BINGET, GET).
-    bool save_memo_get(std::size_t index);
+    bool save_memo_get(std::size_t index) {
+        if (bin_ && index < 256) return write_op_u8(Op::BINGET, static_cast<std::uint8_t>(index));
+        return save_memo_get_slow(index);
+    }
 
     // ---- result ----
 
@@ -179,6 +204,21 @@ class Writer {
     bool write_payload(const char* header, std::size_t header_size, const char* data,
                        std::size_t size, const void* owner);
     bool write_decimal_line(Op op, std::int64_t value);
+    /// An opcode, a one-byte length and that many bytes (length <= 255).
+    bool write_short(Op op, const char* data, std::size_t size) {
+        char* out = reserve(2 + size);
+        if (!out) return false;
+        out[0] = static_cast<char>(op);
+        out[1] = static_cast<char>(size);
+        std::memcpy(out + 2, data, size);
+        size_ += 2 + size;
+        return true;
+    }
+    bool save_int_slow(std::int64_t value);
+    bool save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner);
+    bool save_bytes_slow(const char* data, std::size_t size, const void* owner);
+    bool save_memo_put_slow(std::size_t index);
+    bool save_memo_get_slow(std::size_t index);
 
     OutputStorage storage_;
     Sink* sink_ = nullptr;

@@ -167,7 +167,7 @@ bool Writer::write_decimal_line(Op op, std::int64_t value) {
     return write(text, static_cast<std::size_t>(end - text));
 }
 
-bool Writer::save_int(std::int64_t value) {
+bool Writer::save_int_slow(std::int64_t value) {
     if (value >= INT32_MIN && value <= INT32_MAX) {
         if (!bin()) return write_decimal_line(Op::INT, value);
         const auto bits = static_cast<std::uint32_t>(value);
@@ -249,7 +249,7 @@ bool Writer::save_float(double value) {
     return write(text, n);
 }
 
-bool Writer::save_unicode_utf8(const char* utf8, std::size_t size, const void* owner) {
+bool Writer::save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner) {
     char header[9];
     std::size_t header_size;
     if (size <= 0xff && protocol_ >= 4) {
@@ -306,7 +306,7 @@ bool Writer::save_unicode_text(int kind, const void* units, std::size_t length) 
     return write("\n", 1);
 }
 
-bool Writer::save_bytes(const char* data, std::size_t size, const void* owner) {
+bool Writer::save_bytes_slow(const char* data, std::size_t size, const void* owner) {
     char header[9];
     std::size_t header_size;
     if (size <= 0xff) {
@@ -381,7 +381,7 @@ bool Writer::save_persid_text(std::string_view pid) {
     return true;
 }
 
-bool Writer::save_memo_put(std::size_t index) {
+bool Writer::save_memo_put_slow(std::size_t index) {
     if (protocol_ >= 4) return write_op(Op::MEMOIZE);
     if (!bin()) return write_decimal_line(Op::PUT, static_cast<std::int64_t>(index));
     if (index < 256) return write_op_u8(Op::BINPUT, static_cast<std::uint8_t>(index));
@@ -389,7 +389,7 @@ bool Writer::save_memo_put(std::size_t index) {
     return fail(Errc::unencodable, "memo id too large for LONG_BINPUT");
 }
 
-bool Writer::save_memo_get(std::size_t index) {
+bool Writer::save_memo_get_slow(std::size_t index) {
     if (!bin()) return write_decimal_line(Op::GET, static_cast<std::int64_t>(index));
     if (index < 256) return write_op_u8(Op::BINGET, static_cast<std::uint8_t>(index));
     if (index <= 0xffffffffu) return write_op_u32(Op::LONG_BINGET, static_cast<std::uint32_t>(index));

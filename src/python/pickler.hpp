@@ -8,7 +8,7 @@
 
 #include <Python.h>
 
-#include "bytes_output.hpp"
+#include "output_buffer.hpp"
 #include "picklex/memo_table.hpp"
 #include "picklex/writer.hpp"
 #include "refs.hpp"
@@ -17,7 +17,7 @@ namespace picklex::py {
 
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
-    BytesOutput output_;
+    OutputBuffer output_;
 
   public:
     PicklerCore();
@@ -45,6 +45,8 @@ class PicklerCore {
     void clear_memo();
     /// Drop every Python reference held (Pickler tp_clear / re-init).
     void clear_refs();
+    /// Back to a freshly constructed state, keeping allocations for the next pickle.
+    void reset_for_reuse();
     int traverse(visitproc visit, void* arg);
 
     // ---- state visible through the Pickler type ----
@@ -62,11 +64,20 @@ class PicklerCore {
     Writer writer;
 
     /// Memoize `obj` at index `index` (memo proxy assignment); false on allocation failure.
-    bool memo_set(PyObject* obj, std::size_t index);
+    bool memo_set(PyObject* obj, std::size_t index) {
+        bool inserted = false;
+        if (!memo.set(obj, index, &inserted)) {
+            PyErr_NoMemory();
+            return false;
+        }
+        if (inserted) Py_INCREF(obj);
+        return true;
+    }
 
   private:
     class StreamSink;
 
+    bool dump_unguarded(PyObject* obj, PyObject* owner);
     bool save(PyObject* obj, bool pers_save = false);
     int save_pers(PyObject* obj);
     bool save_reduce_value(PyObject* obj, PyObject* reduce_value);
@@ -97,7 +108,11 @@ class PicklerCore {
     bool save_reduce(PyObject* args, PyObject* obj);
 
     // memo
-    bool memo_put(PyObject* obj);
+    bool memo_put(PyObject* obj) {
+        if (fast) return true;
+        const std::size_t index = memo.size();
+        return memo_set(obj, index) && (writer.save_memo_put(index) || writer_failed());
+    }
     bool memo_get(std::size_t index) { return writer.save_memo_get(index) || writer_failed(); }
 
     // fast mode cycle guard
@@ -110,6 +125,7 @@ class PicklerCore {
     Ref reducer_override_;
     Ref fast_memo_;
     int fast_nesting_ = 0;
+    bool busy_ = false; ///< inside dump(): a second, concurrent or nested, dump is refused
 };
 
 } // namespace picklex::py

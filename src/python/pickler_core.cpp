@@ -91,6 +91,15 @@ void PicklerCore::clear_refs() {
     clear_memo();
 }
 
+void PicklerCore::reset_for_reuse() {
+    clear_refs();
+    proto = 0;
+    bin = 0;
+    fix_imports = false;
+    fast = 0;
+    output_.trim();
+}
+
 int PicklerCore::traverse(visitproc visit, void* arg) {
     Py_VISIT(write.get());
     Py_VISIT(pers_func.get());
@@ -104,22 +113,6 @@ int PicklerCore::traverse(visitproc visit, void* arg) {
 bool PicklerCore::writer_failed() {
     raise_core_error(writer.error(), /*unpickling=*/false);
     return false;
-}
-
-bool PicklerCore::memo_set(PyObject* obj, std::size_t index) {
-    bool inserted = false;
-    if (!memo.set(obj, index, &inserted)) {
-        PyErr_NoMemory();
-        return false;
-    }
-    if (inserted) Py_INCREF(obj);
-    return true;
-}
-
-bool PicklerCore::memo_put(PyObject* obj) {
-    if (fast) return true;
-    const std::size_t index = memo.size();
-    return memo_set(obj, index) && (writer.save_memo_put(index) || writer_failed());
 }
 
 // ---- fast mode: no memo, so guard against cycles with an id set past a nesting depth ----
@@ -293,6 +286,17 @@ bool PicklerCore::save_reduce_value(PyObject* obj, PyObject* reduce_value) {
 }
 
 bool PicklerCore::dump(PyObject* obj, PyObject* owner) {
+    if (busy_) {
+        PyErr_SetString(PyExc_RuntimeError, "Pickler.dump() called while the same pickler is dumping");
+        return false;
+    }
+    busy_ = true;
+    const bool ok = dump_unguarded(obj, owner);
+    busy_ = false;
+    return ok;
+}
+
+bool PicklerCore::dump_unguarded(PyObject* obj, PyObject* owner) {
     // The hook is looked up on every dump, as the stdlib does, and dropped afterwards so
     // the pickler does not keep a bound method of itself alive.
     reducer_override_.reset();

@@ -1,4 +1,5 @@
 // src/python/pickler_module.cpp: dumps(), dump() and the Pickler type's registration.
+#include "args.hpp"
 #include "module_api.hpp"
 #include "module_state.hpp"
 #include "pickler.hpp"
@@ -8,49 +9,81 @@ namespace picklex::py {
 
 namespace {
 
-PyObject* module_dumps(PyObject*, PyObject* args, PyObject* kwargs) {
-    static const char* keywords[] = {"obj", "protocol", "fix_imports", "buffer_callback", nullptr};
-    PyObject* obj;
-    PyObject* protocol = Py_None;
-    int fix_imports = 1;
-    PyObject* buffer_callback = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$pO:dumps", const_cast<char**>(keywords),
-                                     &obj, &protocol, &fix_imports, &buffer_callback))
-        return nullptr;
-    PicklerCore core;
-    if (!core.set_protocol(protocol, fix_imports != 0) || !core.set_buffer_callback(buffer_callback))
-        return nullptr;
-    if (!core.dump(obj, nullptr)) return nullptr;
-    return core.take_result();
+/// The module functions reuse one PicklerCore (its memo table and scratch buffer survive
+/// between calls); a nested call, from a __reduce__ that pickles, gets a fresh one.
+class CoreLease {
+  public:
+    CoreLease() {
+        if (!cached_busy_) {
+            if (!cached_) cached_ = new PicklerCore();
+            cached_busy_ = true;
+            core_ = cached_;
+        } else {
+            core_ = new PicklerCore();
+        }
+    }
+    ~CoreLease() {
+        if (core_ == cached_) {
+            core_->reset_for_reuse();
+            cached_busy_ = false;
+        } else {
+            delete core_;
+        }
+    }
+    CoreLease(const CoreLease&) = delete;
+    CoreLease& operator=(const CoreLease&) = delete;
+    PicklerCore& operator*() const { return *core_; }
+    PicklerCore* operator->() const { return core_; }
+
+  private:
+    PicklerCore* core_;
+    static inline PicklerCore* cached_ = nullptr;
+    static inline bool cached_busy_ = false;
+};
+
+/// Protocol, fix_imports and buffer_callback from the call, applied to `core`.
+bool configure(PicklerCore& core, PyObject* protocol, PyObject* fix_imports_arg,
+               PyObject* buffer_callback) {
+    const int fix_imports = truth_or(fix_imports_arg, true);
+    if (fix_imports < 0) return false;
+    return core.set_protocol(protocol, fix_imports != 0) &&
+           core.set_buffer_callback(buffer_callback ? buffer_callback : Py_None);
 }
 
-PyObject* module_dump(PyObject*, PyObject* args, PyObject* kwargs) {
-    static const char* keywords[] = {"obj",         "file", "protocol", "fix_imports",
-                                     "buffer_callback", nullptr};
-    PyObject* obj;
-    PyObject* file;
-    PyObject* protocol = Py_None;
-    int fix_imports = 1;
-    PyObject* buffer_callback = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O$pO:dump", const_cast<char**>(keywords),
-                                     &obj, &file, &protocol, &fix_imports, &buffer_callback))
+PyObject* module_dumps(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    static const Param params[] = {
+        {"obj", false, true}, {"protocol"}, {"fix_imports", true}, {"buffer_callback", true}};
+    PyObject* values[4];
+    if (!parse_args("dumps", params, args, nargs, kwnames, values)) return nullptr;
+    CoreLease core;
+    if (!configure(*core, values[1], values[2], values[3])) return nullptr;
+    if (!core->dump(values[0], nullptr)) return nullptr;
+    return core->take_result();
+}
+
+PyObject* module_dump(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    static const Param params[] = {{"obj", false, true},
+                                   {"file", false, true},
+                                   {"protocol"},
+                                   {"fix_imports", true},
+                                   {"buffer_callback", true}};
+    PyObject* values[5];
+    if (!parse_args("dump", params, args, nargs, kwnames, values)) return nullptr;
+    CoreLease core;
+    if (!configure(*core, values[2], values[3], values[4]) || !core->set_output_file(values[1]))
         return nullptr;
-    PicklerCore core;
-    if (!core.set_protocol(protocol, fix_imports != 0) || !core.set_output_file(file) ||
-        !core.set_buffer_callback(buffer_callback))
-        return nullptr;
-    if (!core.dump(obj, nullptr)) return nullptr;
+    if (!core->dump(values[0], nullptr)) return nullptr;
     Py_RETURN_NONE;
 }
 
 PyMethodDef pickler_functions[] = {
     {"dumps", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(module_dumps)),
-     METH_VARARGS | METH_KEYWORDS,
+     METH_FASTCALL | METH_KEYWORDS,
      "dumps($module, /, obj, protocol=None, *, fix_imports=True, buffer_callback=None)\n--\n\n"
      "Return the pickled representation of the object as a bytes object.\n\n"
      "The same bytes as the standard pickle.dumps() for the same arguments."},
     {"dump", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(module_dump)),
-     METH_VARARGS | METH_KEYWORDS,
+     METH_FASTCALL | METH_KEYWORDS,
      "dump($module, /, obj, file, protocol=None, *, fix_imports=True, buffer_callback=None)\n--\n\n"
      "Write a pickled representation of obj to the open file object file.\n\n"
      "Large pickles are streamed frame by frame (protocol 4 and up) rather than built whole "
