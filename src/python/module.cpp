@@ -84,6 +84,7 @@ bool init_state() {
     if (!(st.inverted_registry = import_dict("copyreg", "_inverted_registry"))) return false;
     if (!(st.extension_cache = import_dict("copyreg", "_extension_cache"))) return false;
     if (!(st.copyreg_reconstructor = import_attr("copyreg", "_reconstructor"))) return false;
+    if (!(st.copyreg_newobj = import_attr("copyreg", "__newobj__"))) return false;
     if (!(st.name_mapping_2to3 = import_dict("_compat_pickle", "NAME_MAPPING"))) return false;
     if (!(st.import_mapping_2to3 = import_dict("_compat_pickle", "IMPORT_MAPPING"))) return false;
     if (!(st.name_mapping_3to2 = import_dict("_compat_pickle", "REVERSE_NAME_MAPPING")))

@@ -107,6 +107,12 @@ class PicklerCore {
     bool save_type(PyObject* obj);
     bool save_reduce(PyObject* args, PyObject* obj);
 
+    // plain class instances (pickler_plain.cpp)
+    bool is_certified_plain(PyTypeObject* type) const;
+    void maybe_certify_plain(PyObject* obj, PyObject* reduce_value);
+    /// 1 when written, 0 when the instance needs the general path, -1 on error.
+    int save_plain_instance(PyObject* obj);
+
     // memo
     bool memo_put(PyObject* obj) {
         if (fast) return true;

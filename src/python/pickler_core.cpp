@@ -256,12 +256,18 @@ bool PicklerCore::save(PyObject* obj, bool pers_save) {
     } else if (PyType_IsSubtype(type, &PyType_Type)) {
         return save_global(obj, nullptr);
     } else {
+        const bool certified = proto >= 2 && is_certified_plain(type);
+        if (certified) {
+            const int written = save_plain_instance(obj);
+            if (written != 0) return written > 0;
+        }
         const Names& names = state().names;
         if (lookup_attr(obj, names.__reduce_ex__, reduce_func) < 0) return false;
         if (reduce_func) {
             Ref protocol = Ref::steal(PyLong_FromLong(proto));
             if (!protocol) return false;
             reduce_value = Ref::steal(PyObject_CallOneArg(reduce_func.get(), protocol.get()));
+            if (reduce_value && !certified) maybe_certify_plain(obj, reduce_value.get());
         } else {
             if (lookup_attr(obj, names.__reduce__, reduce_func) < 0) return false;
             if (!reduce_func) {

@@ -1,0 +1,128 @@
+// src/python/pickler_plain.cpp: plain class instances without calling __reduce_ex__.
+//
+// For an ordinary class, object.__reduce_ex__(proto >= 2) returns
+// (copyreg.__newobj__, (cls,), state, None, None), state being the instance __dict__ or None,
+// and the pickler writes `cls () NEWOBJ MEMOIZE [state BUILD]`. Building that tuple costs
+// several attribute lookups, an import, and three allocations per instance. Here a class is
+// certified once: its reduction hooks must all be object's own and one real __reduce_ex__
+// call must have returned exactly that shape. Certified instances are then written directly,
+// through the same save() calls, so hooks and bytes are unchanged. The certificate is keyed
+// by the type's version tag, which CPython changes whenever the class or a base is modified.
+#include <cstdint>
+
+#include "module_state.hpp"
+#include "pickler.hpp"
+
+namespace picklex::py {
+
+namespace {
+
+struct Certificate {
+    PyTypeObject* type = nullptr;
+    unsigned int version = 0;
+};
+
+// Direct-mapped: a miss only costs one slow-path reduction, which re-certifies.
+constexpr std::size_t kCertificateSlots = 256;
+Certificate g_certificates[kCertificateSlots];
+
+std::size_t slot_of(PyTypeObject* type) {
+    return (reinterpret_cast<std::uintptr_t>(type) >> 6) & (kCertificateSlots - 1);
+}
+
+bool has_valid_version(PyTypeObject* type) {
+    return PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag != 0;
+}
+
+/// object's own entry for `name`, the one a plain class inherits.
+PyObject* object_attribute(PyObject* name) { return _PyType_Lookup(&PyBaseObject_Type, name); }
+
+/// Whether every hook object.__reduce_ex__ consults resolves to object's default.
+bool has_default_reduction(PyTypeObject* type) {
+    const Names& names = state().names;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_itemsize != 0 ||
+        type->tp_getattro != PyObject_GenericGetAttr)
+        return false;
+    // Only Python classes over object: a static base (list, dict, an extension type) brings
+    // its own reduction or C-level state.
+    PyObject* mro = type->tp_mro;
+    if (!mro || !PyTuple_Check(mro)) return false;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); ++i) {
+        auto* base = reinterpret_cast<PyTypeObject*>(PyTuple_GET_ITEM(mro, i));
+        if (base != &PyBaseObject_Type && !PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE)) return false;
+    }
+    for (PyObject* name : {names.__reduce_ex__, names.__reduce__, names.__getstate__, names.__class__})
+        if (_PyType_Lookup(type, name) != object_attribute(name)) return false;
+    if (_PyType_Lookup(type, names.__getnewargs_ex__) || _PyType_Lookup(type, names.__getnewargs__))
+        return false;
+    // copyreg._slotnames caches the slot names in the class's own dict; none may exist.
+    PyObject* slotnames = PyDict_GetItemWithError(type->tp_dict, names.__slotnames__);
+    return slotnames && PyList_CheckExact(slotnames) && PyList_GET_SIZE(slotnames) == 0;
+}
+
+/// The instance dict, or nullptr when it has none.
+PyObject* instance_dict(PyObject* obj) {
+    PyObject** dictptr = _PyObject_GetDictPtr(obj);
+    return dictptr ? *dictptr : nullptr;
+}
+
+/// An instance attribute can shadow the non-data descriptors the reduction looks up.
+bool shadows_reduction(PyObject* dict) {
+    if (!dict || PyDict_GET_SIZE(dict) == 0) return false;
+    const Names& names = state().names;
+    for (PyObject* name : {names.__reduce_ex__, names.__reduce__, names.__getstate__}) {
+        if (PyDict_GetItemWithError(dict, name)) return true;
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+bool PicklerCore::is_certified_plain(PyTypeObject* type) const {
+    const Certificate& cert = g_certificates[slot_of(type)];
+    return cert.type == type && cert.version == type->tp_version_tag && has_valid_version(type);
+}
+
+void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
+    // Expect (copyreg.__newobj__, (cls,), state, None, None) with state the instance dict
+    // (or None when it is empty): then writing it directly gives identical bytes.
+    if (proto < 2 || !PyTuple_CheckExact(reduce_value) || PyTuple_GET_SIZE(reduce_value) != 5)
+        return;
+    PyTypeObject* type = Py_TYPE(obj);
+    PyObject* callable = PyTuple_GET_ITEM(reduce_value, 0);
+    PyObject* args = PyTuple_GET_ITEM(reduce_value, 1);
+    PyObject* state_obj = PyTuple_GET_ITEM(reduce_value, 2);
+    if (callable != state().copyreg_newobj || !PyTuple_CheckExact(args) ||
+        PyTuple_GET_SIZE(args) != 1 || PyTuple_GET_ITEM(args, 0) != reinterpret_cast<PyObject*>(type) ||
+        PyTuple_GET_ITEM(reduce_value, 3) != Py_None || PyTuple_GET_ITEM(reduce_value, 4) != Py_None)
+        return;
+    PyObject* dict = instance_dict(obj);
+    const bool empty = !dict || PyDict_GET_SIZE(dict) == 0;
+    if (empty ? state_obj != Py_None : state_obj != dict) return;
+    if (!has_default_reduction(type)) {
+        PyErr_Clear();
+        return;
+    }
+    if (has_valid_version(type)) g_certificates[slot_of(type)] = Certificate{type, type->tp_version_tag};
+}
+
+int PicklerCore::save_plain_instance(PyObject* obj) {
+    PyObject* dict = instance_dict(obj);
+    if (shadows_reduction(dict)) return 0;
+    Ref state_obj = Ref::borrow(dict && PyDict_GET_SIZE(dict) ? dict : nullptr);
+    if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(state().empty_tuple)) return -1;
+    if (!writer.write_op(Op::NEWOBJ)) return writer_failed(), -1;
+    const std::size_t index = memo.find(obj);
+    if (index != MemoTable::kNotFound)
+        return (writer.write_op(Op::POP) || writer_failed()) && memo_get(index) ? 1 : -1;
+    if (!memo_put(obj)) return -1;
+    if (state_obj && (!save(state_obj.get()) || !(writer.write_op(Op::BUILD) || writer_failed())))
+        return -1;
+    return 1;
+}
+
+} // namespace picklex::py
