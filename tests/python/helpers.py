@@ -7,11 +7,13 @@ under test.
 
 from __future__ import annotations
 
+import enum
 import io
 import math
 import os
 import pickle
 import pickletools
+import reprlib
 import subprocess
 import sys
 import textwrap
@@ -80,7 +82,7 @@ class _GraphComparer:
         self.backward: dict[int, int] = {}
 
     def fail(self, path: str, msg: str) -> None:
-        raise AssertionError(f"{path}: {msg}")
+        raise AssertionError(f"{path[:300]}: {msg}")
 
     def compare(self, got: Any, want: Any, path: str) -> None:
         if type(got) is not type(want):
@@ -106,13 +108,13 @@ class _GraphComparer:
     def _compare_values(self, got: Any, want: Any, path: str) -> None:
         if isinstance(want, float):
             if not _float_same(got, want):
-                self.fail(path, f"{got!r} != {want!r}")
+                self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
         elif isinstance(want, complex):
             if not (_float_same(got.real, want.real) and _float_same(got.imag, want.imag)):
-                self.fail(path, f"{got!r} != {want!r}")
+                self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
         elif isinstance(want, Decimal):
             if str(got) != str(want):
-                self.fail(path, f"{got!r} != {want!r}")
+                self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
         elif isinstance(want, (list, tuple)):
             if len(got) != len(want):
                 self.fail(path, f"length {len(got)} != {len(want)}")
@@ -122,28 +124,27 @@ class _GraphComparer:
         elif isinstance(want, dict):
             if len(got) != len(want):
                 self.fail(path, f"length {len(got)} != {len(want)}")
-            if list(map(_key_repr, got)) != list(map(_key_repr, want)):
-                self.fail(path, f"keys {list(got)!r} != {list(want)!r} (order included)")
+            if list(map(canonical, got)) != list(map(canonical, want)):
+                self.fail(path, f"keys {_short_repr(list(got))} != {_short_repr(list(want))}")
             for (gk, gv), (wk, wv) in zip(got.items(), want.items()):
-                self.compare(gk, wk, f"{path}.key({wk!r})")
-                self.compare(gv, wv, f"{path}[{wk!r}]")
+                self.compare(gk, wk, f"{path}.key({_short_repr(wk)})")
+                self.compare(gv, wv, f"{path}[{_short_repr(wk)}]")
             self._compare_instance_state(got, want, path)
         elif isinstance(want, (set, frozenset)):
-            if got != want:
-                self.fail(path, f"{got!r} != {want!r}")
+            if sorted(map(canonical, got)) != sorted(map(canonical, want)):
+                self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
             self._compare_instance_state(got, want, path)
         elif hasattr(want, "__dict__") or hasattr(type(want), "__slots__"):
-            if type(want).__eq__ is not object.__eq__ and not isinstance(want, type):
-                if not got == want:
-                    self.fail(path, f"{got!r} != {want!r}")
+            # Instances compare by state (__dict__ and slots), not by their own __eq__,
+            # which may not handle NaN or cycles.
             self._compare_instance_state(got, want, path)
         elif not got == want:
-            self.fail(path, f"{got!r} != {want!r}")
+            self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
 
     def _compare_instance_state(self, got: Any, want: Any, path: str) -> None:
         if isinstance(want, type) or callable(want) and not hasattr(want, "__slots__"):
             if got is not want:
-                self.fail(path, f"{got!r} is not {want!r}")
+                self.fail(path, f"{_short_repr(got)} is not {_short_repr(want)}")
             return
         want_dict = getattr(want, "__dict__", None)
         if isinstance(want_dict, dict):
@@ -159,14 +160,42 @@ class _GraphComparer:
 
     def compare_plain_dict(self, got: Any, want: dict, path: str) -> None:
         if not isinstance(got, dict) or set(got) != set(want):
-            self.fail(path, f"{got!r} != {want!r}")
+            self.fail(path, f"{_short_repr(got)} != {_short_repr(want)}")
         for key in want:
-            self.compare(got[key], want[key], f"{path}[{key!r}]")
+            self.compare(got[key], want[key], f"{path}[{_short_repr(key)}]")
 
 
-def _key_repr(key: Any) -> Any:
-    # NaN keys and -0.0 keys compare by identity/equality; repr keeps them distinguishable.
-    return (type(key), repr(key))
+def canonical(value: Any) -> str:
+    """An order-independent text key for a hashable value, for comparing sets and dict keys.
+
+    Plain ``==`` cannot be used: NaN never equals a copy of itself, ``-0.0 == 0.0``, and
+    ``1 == 1.0 == True``. Ints are written in hex (decimal repr is length-limited).
+    """
+    kind = type(value).__qualname__
+    if isinstance(value, int) and not isinstance(value, enum.Enum):
+        return f"{kind}:{value:#x}"
+    if isinstance(value, float):
+        return f"{kind}:{value.hex() if not math.isnan(value) else 'nan'}"
+    if isinstance(value, tuple):
+        return f"{kind}({','.join(map(canonical, value))})"
+    if isinstance(value, frozenset):
+        return f"{kind}{{{','.join(sorted(map(canonical, value)))}}}"
+    return f"{kind}:{value!r}"
+
+
+def _short_repr(value: Any) -> str:
+    return _REPR.repr(value)
+
+
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        # Decimal repr of a huge int raises ValueError (int_max_str_digits); hex never does.
+        return super().repr_int(x, level) if x.bit_length() < 4000 else f"{hex(x)[:40]}..."
+
+
+_REPR = _ShortRepr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 60
 
 
 def _slot_names(klass: type) -> Iterable[str]:
