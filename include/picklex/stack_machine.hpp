@@ -78,6 +78,7 @@ template <class Ops> class StackMachine {
     StackMachine& operator=(const StackMachine&) = delete;
 
     Ops& ops() noexcept { return ops_; }
+    const Ops& ops() const noexcept { return ops_; }
     Error& error() noexcept { return error_; }
     const Error& error() const noexcept { return error_; }
     Memo& memo() noexcept { return memo_; }
@@ -138,7 +139,7 @@ template <class Ops> class StackMachine {
 
     bool on_proto(int protocol) { return ops_.set_protocol(protocol) || fail_ops(); }
     bool on_stop() {
-        Object top;
+        Object top{};
         if (!pop(top)) return false;
         if (Object old = std::exchange(result_, top)) ops_.release(old);
         return true;
@@ -315,7 +316,7 @@ template <class Ops> class StackMachine {
         stack_.truncate(mark + 1);
         Object args = ops_.make_tuple(items, size - mark - 1);
         if (!args) return fail_ops();
-        Object cls;
+        Object cls{};
         if (!pop(cls)) {
             ops_.release(args);
             return false;
@@ -326,7 +327,7 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool on_stack_global() {
-        Object name, module;
+        Object name{}, module{};
         if (!pop(name)) return false;
         if (!pop(module)) {
             ops_.release(name);
@@ -339,7 +340,7 @@ template <class Ops> class StackMachine {
     }
     bool on_ext(std::int32_t code) { return push(ops_.extension(code)); }
     bool on_reduce() {
-        Object args, callable;
+        Object args{}, callable{};
         if (!pop(args)) return false;
         if (!pop(callable)) {
             ops_.release(args);
@@ -351,7 +352,7 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool on_newobj() {
-        Object args, cls;
+        Object args{}, cls{};
         if (!pop(args)) return false;
         if (!pop(cls)) {
             ops_.release(args);
@@ -363,7 +364,7 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool on_newobj_ex() {
-        Object kwargs, args, cls;
+        Object kwargs{}, args{}, cls{};
         if (!pop(kwargs)) return false;
         if (!pop(args)) {
             ops_.release(kwargs);
@@ -392,7 +393,7 @@ template <class Ops> class StackMachine {
     bool on_persid(std::string_view pid) { return push(ops_.persistent_load_text(pid)); }
     bool on_binpersid() {
         if (!ops_.check_persistent_load()) return fail_ops();
-        Object pid;
+        Object pid{};
         if (!pop(pid)) return false;
         Object obj = ops_.persistent_load(pid);
         ops_.release(pid);

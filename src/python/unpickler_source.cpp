@@ -1,0 +1,217 @@
+// src/python/unpickler_source.cpp: reading a pickle from a Python file object.
+#include "unpickler_source.hpp"
+
+#include "module_state.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace picklex::py {
+
+bool FileMethods::lookup(PyObject* file) {
+    const Names& names = state().names;
+    PyObject* found = nullptr;
+    if (_PyObject_LookupAttr(file, names.peek, &found) < 0) return false;
+    peek.reset(found);
+    if (_PyObject_LookupAttr(file, names.readinto, &found) < 0) return false;
+    readinto.reset(found);
+    if (_PyObject_LookupAttr(file, names.read, &found) < 0) return false;
+    read.reset(found);
+    if (_PyObject_LookupAttr(file, names.readline, &found) < 0) return false;
+    readline.reset(found);
+    if (!read || !readline) {
+        PyErr_SetString(PyExc_TypeError, "file must have 'read' and 'readline' attributes");
+        return false;
+    }
+    return true;
+}
+
+FileSource::FileSource(PyObject* read, PyObject* readline, PyObject* readinto, PyObject* peek,
+                       PyObject** peek_slot) noexcept
+    : read_(Ref::borrow(read)), readline_(Ref::borrow(readline)),
+      readinto_(Ref::borrow(readinto)), peek_(Ref::borrow(peek)), peek_slot_(peek_slot) {}
+
+FileSource::~FileSource() { drop_object(); }
+
+void FileSource::drop_object() noexcept {
+    if (has_view_) {
+        has_view_ = false;
+        PyBuffer_Release(&view_);
+    }
+}
+
+bool FileSource::use_object(PyObject* data, bool peeked, std::size_t base) {
+    Ref owned = Ref::steal(data);
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_CONTIG_RO) < 0) return fail(Errc::external);
+    drop_object();
+    view_ = view;
+    has_view_ = true;
+    begin_ = next = synced_ = static_cast<const char*>(view_.buf);
+    end = begin_ + view_.len;
+    peeked_ = peeked;
+    base_ = base;
+    return true;
+}
+
+bool FileSource::sync() {
+    if (!peeked_ || next <= synced_) return true;
+    // This makes a copy nobody needs, but it is how a peeked stream is advanced.
+    Ref result = Ref::steal(
+        PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(next - synced_)));
+    if (!result) return fail(Errc::external);
+    synced_ = next;
+    return true;
+}
+
+bool FileSource::keep_unread(std::size_t& kept) {
+    kept = static_cast<std::size_t>(end - next);
+    // Unread bytes of a peeked window are still in the stream: read them again from there.
+    if (peeked_ || kept == 0) {
+        kept = 0;
+        return true;
+    }
+    if (!has_view_ && next && begin_ == scratch_.data()) {
+        std::memmove(scratch_.data(), next, kept);
+        scratch_.truncate(kept);
+        return true;
+    }
+    scratch_.clear();
+    if (!scratch_.append(next, kept)) {
+        PyErr_NoMemory();
+        return fail(Errc::external);
+    }
+    return true;
+}
+
+bool FileSource::read_into_scratch(std::size_t kept, std::size_t n) {
+    std::size_t have = kept;
+    const std::size_t target = kept + n;
+    while (have < target) {
+        // Grow with what has arrived: never ask for (or allocate) more than twice the data
+        // already delivered, whatever length the pickle claims.
+        const std::size_t step = std::min(target - have, std::max(kMaxBlindRead, have));
+        if (!scratch_.reserve(have + step)) {
+            PyErr_NoMemory();
+            return fail(Errc::external);
+        }
+        char* dest = scratch_.data() + have;
+        std::size_t got = 0;
+        if (readinto_) {
+            Ref view = Ref::steal(PyMemoryView_FromMemory(dest, static_cast<Py_ssize_t>(step),
+                                                          PyBUF_WRITE));
+            if (!view) return fail(Errc::external);
+            Ref count = Ref::steal(PyObject_CallOneArg(readinto_.get(), view.get()));
+            // The scratch memory may move later; a view kept by the stream must not outlive it.
+            Ref released = Ref::steal(PyObject_CallMethod(view.get(), "release", nullptr));
+            if (!released) PyErr_Clear();
+            if (!count) return fail(Errc::external);
+            const Py_ssize_t size = PyLong_AsSsize_t(count.get());
+            if (size == -1 && PyErr_Occurred()) return fail(Errc::external);
+            if (size < 0) {
+                PyErr_SetString(PyExc_ValueError, "readinto() returned negative size");
+                return fail(Errc::external);
+            }
+            if (static_cast<std::size_t>(size) > step) {
+                PyErr_SetString(PyExc_ValueError, "readinto() returned more than requested");
+                return fail(Errc::external);
+            }
+            got = static_cast<std::size_t>(size);
+        } else {
+            Ref data = Ref::steal(
+                PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(step)));
+            if (!data) return fail(Errc::external);
+            Py_buffer view;
+            if (PyObject_GetBuffer(data.get(), &view, PyBUF_CONTIG_RO) < 0)
+                return fail(Errc::external);
+            got = std::min(static_cast<std::size_t>(view.len), step);
+            std::memcpy(dest, view.buf, got);
+            PyBuffer_Release(&view);
+        }
+        have += got;
+        scratch_.truncate(have);
+        if (got < step) return fail(Errc::truncated);
+    }
+    return true;
+}
+
+bool FileSource::fill(std::size_t n) {
+    if (!sync()) return false;
+    const std::size_t base = offset();
+    std::size_t kept = 0;
+    if (!keep_unread(kept)) return false;
+    if (kept == 0) {
+        if (peek_ && n < kPrefetch) {
+            PyObject* data = PyObject_CallFunction(peek_.get(), "n",
+                                                   static_cast<Py_ssize_t>(kPrefetch));
+            if (!data) {
+                if (!PyErr_ExceptionMatches(PyExc_NotImplementedError))
+                    return fail(Errc::external);
+                // peek() is probably not supported by this file object: stop asking.
+                PyErr_Clear();
+                if (peek_slot_ && *peek_slot_ == peek_.get()) Py_CLEAR(*peek_slot_);
+                peek_.reset();
+            } else {
+                if (!use_object(data, true, base)) return false;
+                if (static_cast<std::size_t>(end - next) >= n) return true;
+                // Too little ahead: read() it instead (nothing was consumed yet).
+            }
+        }
+        if (n <= kMaxBlindRead) {
+            PyObject* data = PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(n));
+            if (!data || !use_object(data, false, base)) return fail(Errc::external);
+            return static_cast<std::size_t>(end - next) >= n || fail(Errc::truncated);
+        }
+        scratch_.clear();
+    }
+    drop_object();
+    const bool ok = read_into_scratch(kept, n - kept);
+    begin_ = next = synced_ = scratch_.data();
+    end = begin_ + scratch_.size();
+    peeked_ = false;
+    base_ = base;
+    return ok;
+}
+
+const char* FileSource::fill_line() {
+    if (!sync()) return nullptr;
+    const std::size_t base = offset();
+    std::size_t kept = 0;
+    if (!keep_unread(kept)) return nullptr;
+    PyObject* line = PyObject_CallNoArgs(readline_.get());
+    if (!line) {
+        fail(Errc::external);
+        return nullptr;
+    }
+    if (kept == 0) {
+        if (!use_object(line, false, base)) return nullptr;
+    } else {
+        Ref owned = Ref::steal(line);
+        Py_buffer view;
+        if (PyObject_GetBuffer(line, &view, PyBUF_CONTIG_RO) < 0) {
+            fail(Errc::external);
+            return nullptr;
+        }
+        const bool ok = scratch_.append(static_cast<const char*>(view.buf),
+                                        static_cast<std::size_t>(view.len));
+        PyBuffer_Release(&view);
+        drop_object();
+        begin_ = next = synced_ = scratch_.data();
+        end = begin_ + scratch_.size();
+        peeked_ = false;
+        base_ = base;
+        if (!ok) {
+            PyErr_NoMemory();
+            fail(Errc::external);
+            return nullptr;
+        }
+    }
+    // readline() returning no newline means the stream ended inside the line.
+    if (static_cast<std::size_t>(end - next) == kept || end[-1] != '\n') {
+        fail(Errc::truncated);
+        return nullptr;
+    }
+    return end - 1;
+}
+
+} // namespace picklex::py

@@ -1,0 +1,86 @@
+// src/python/unpickler_source.hpp: a Reader Source over a Python file object.
+//
+// It reads the way CPython's _pickle does, so a file holding several pickles loads them one
+// after another and is left positioned right after each STOP:
+// - with peek(), it prefetches up to 128 KiB without consuming, and later read()s exactly
+//   the bytes that were used;
+// - without peek(), it read()s exactly what each opcode needs (a whole FRAME at once) and
+//   readline()s the text opcodes' lines.
+// A length claimed by the pickle is read in bounded, growing steps, so a forged 2**60-byte
+// BINBYTES8 fails once the stream runs dry instead of allocating what it claims.
+#pragma once
+
+#include <Python.h>
+
+#include <cstddef>
+
+#include "picklex/detail/decode_buffer.hpp"
+#include "picklex/error.hpp"
+#include "refs.hpp"
+
+namespace picklex::py {
+
+/// The methods a file must (read, readline) or may (readinto, peek) have, looked up in
+/// CPython's order so a failing attribute raises the same error. False with an exception set
+/// (TypeError if read or readline is missing).
+struct FileMethods {
+    Ref read, readline, readinto, peek;
+    bool lookup(PyObject* file);
+};
+
+class FileSource {
+  public:
+    /// CPython's prefetch size for peek().
+    static constexpr std::size_t kPrefetch = 128 * 1024;
+    /// Reads of claimed lengths up to this size go to the stream in one call; longer ones
+    /// grow step by step with what actually arrives.
+    static constexpr std::size_t kMaxBlindRead = 1024 * 1024;
+
+    /// `read` and `readline` are required; `readinto` and `peek` may be null. If peek()
+    /// turns out to raise NotImplementedError, it is dropped here and in `*peek_slot` (the
+    /// owner's attribute, when given), as CPython does.
+    FileSource(PyObject* read, PyObject* readline, PyObject* readinto, PyObject* peek,
+               PyObject** peek_slot) noexcept;
+    ~FileSource();
+    FileSource(const FileSource&) = delete;
+    FileSource& operator=(const FileSource&) = delete;
+
+    const char* next = nullptr;
+    const char* end = nullptr;
+
+    bool fill(std::size_t n);
+    const char* fill_line();
+    bool finish() { return sync(); }
+    std::size_t offset() const noexcept {
+        return base_ + static_cast<std::size_t>(next - begin_);
+    }
+    Errc failure() const noexcept { return failure_; }
+
+  private:
+    /// Consume from the stream the bytes of a peeked window that the decoder has used.
+    bool sync();
+    /// Make the window the buffer of `data` (a new reference, taken over).
+    bool use_object(PyObject* data, bool peeked, std::size_t base);
+    void drop_object() noexcept;
+    /// Keep the unread rest of a window whose bytes were already consumed from the stream.
+    bool keep_unread(std::size_t& kept);
+    /// Append exactly `n` bytes from read()/readinto() to the scratch window.
+    bool read_into_scratch(std::size_t kept, std::size_t n);
+    bool fail(Errc code) noexcept {
+        failure_ = code;
+        return false;
+    }
+
+    Ref read_, readline_, readinto_, peek_;
+    PyObject** peek_slot_;
+    Py_buffer view_{};
+    bool has_view_ = false;
+    bool peeked_ = false;          // the window was only peeked at, not consumed
+    const char* begin_ = nullptr;  // start of the window
+    const char* synced_ = nullptr; // in a peeked window, bytes before this were consumed
+    std::size_t base_ = 0;         // stream offset of begin_
+    detail::DecodeBuffer<char> scratch_;
+    Errc failure_ = Errc::truncated;
+};
+
+} // namespace picklex::py
