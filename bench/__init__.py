@@ -1,0 +1,1 @@
+"""picklex benchmarks: ``python -m bench`` or ``python bench/run.py`` (see bench/run.py)."""
