@@ -149,6 +149,9 @@ class Writer {
         if (size <= 0xff && protocol_ >= 4) return write_short(Op::SHORT_BINUNICODE, utf8, size);
         return save_unicode_utf8_slow(utf8, size, owner);
     }
+    /// A str for protocols >= 1 given as code units of width `kind` (1, 2 or 4 bytes),
+    /// encoded to UTF-8 (surrogates as surrogatepass) straight into the output.
+    bool save_unicode_units(int kind, const void* units, std::size_t length);
     /// A str for protocol 0 (UNICODE with raw-unicode-escape); code units of width `kind`
     /// (1, 2 or 4 bytes), as CPython stores strings.
     bool save_unicode_text(int kind, const void* units, std::size_t length);
@@ -216,6 +219,8 @@ class Writer {
     }
     bool save_int_slow(std::int64_t value);
     bool save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner);
+    /// The header of a UTF-8 string of `size` bytes; 0 if the protocol cannot express it.
+    std::size_t unicode_header(std::size_t size, char* header);
     bool save_bytes_slow(const char* data, std::size_t size, const void* owner);
     bool save_memo_put_slow(std::size_t index);
     bool save_memo_get_slow(std::size_t index);

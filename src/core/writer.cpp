@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "picklex/detail/endian.hpp"
+#include "picklex/detail/utf8.hpp"
 
 namespace picklex {
 
@@ -249,26 +250,65 @@ bool Writer::save_float(double value) {
     return write(text, n);
 }
 
-bool Writer::save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner) {
-    char header[9];
-    std::size_t header_size;
+std::size_t Writer::unicode_header(std::size_t size, char* header) {
     if (size <= 0xff && protocol_ >= 4) {
         header[0] = static_cast<char>(Op::SHORT_BINUNICODE);
         header[1] = static_cast<char>(size);
-        header_size = 2;
-    } else if (size <= 0xffffffffu) {
+        return 2;
+    }
+    if (size <= 0xffffffffu) {
         header[0] = static_cast<char>(Op::BINUNICODE);
         detail::store_le32(header + 1, static_cast<std::uint32_t>(size));
-        header_size = 5;
-    } else if (protocol_ >= 4) {
+        return 5;
+    }
+    if (protocol_ >= 4) {
         header[0] = static_cast<char>(Op::BINUNICODE8);
         detail::store_le64(header + 1, size);
-        header_size = 9;
-    } else {
-        return fail(Errc::unencodable,
-                    "serializing a string larger than 4 GiB requires pickle protocol 4 or higher");
+        return 9;
     }
-    return write_payload(header, header_size, utf8, size, owner);
+    fail(Errc::unencodable,
+         "serializing a string larger than 4 GiB requires pickle protocol 4 or higher");
+    return 0;
+}
+
+bool Writer::save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner) {
+    char header[9];
+    const std::size_t header_size = unicode_header(size, header);
+    return header_size && write_payload(header, header_size, utf8, size, owner);
+}
+
+bool Writer::save_unicode_units(int kind, const void* units, std::size_t length) {
+    const std::size_t size =
+        detail::with_units(kind, units, [&](auto* u) { return detail::utf8_length(u, length); });
+    char header[9];
+    const std::size_t header_size = unicode_header(size, header);
+    if (!header_size) return false;
+    auto encode = [&](char* out) {
+        return detail::with_units(kind, units, [&](auto* u) { return detail::encode_utf8(u, length, out); });
+    };
+    if (size >= wire::kFrameSizeTarget && sink_) {
+        // Streamed payloads go to the sink as a chunk of their own, as the stdlib does.
+        char* text = static_cast<char*>(std::malloc(size));
+        if (!text) return fail(Errc::out_of_memory, "cannot encode a large string");
+        encode(text);
+        const bool ok = write_payload(header, header_size, text, size, nullptr);
+        std::free(text);
+        return ok;
+    }
+    const bool unframed = size >= wire::kFrameSizeTarget;
+    const bool was_framing = framing_;
+    if (unframed) {
+        commit_frame();
+        framing_ = false;
+    }
+    char* out = reserve(header_size + size);
+    if (out) {
+        std::memcpy(out, header, header_size);
+        encode(out + header_size);
+        size_ += header_size + size;
+    }
+    framing_ = was_framing;
+    return out != nullptr;
 }
 
 bool Writer::save_unicode_text(int kind, const void* units, std::size_t length) {

@@ -1,0 +1,177 @@
+"""Type stubs for picklex: the same surface as the standard pickle module."""
+
+from collections.abc import Callable, Iterable, Mapping
+from pickle import (
+    DEFAULT_PROTOCOL as DEFAULT_PROTOCOL,
+    PickleBuffer as PickleBuffer,
+    PickleError as PickleError,
+    PicklingError as PicklingError,
+    UnpicklingError as UnpicklingError,
+)
+from typing import Any, ClassVar, Protocol
+
+__version__: str
+HIGHEST_PROTOCOL: int
+
+class _ReadableFileobj(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+    def readline(self) -> bytes: ...
+
+class _WritableFileobj(Protocol):
+    def write(self, b: bytes, /) -> Any: ...
+
+_BufferCallback = Callable[[PickleBuffer], Any] | None
+_ReducedType = str | tuple[Any, ...]
+
+def dumps(
+    obj: Any,
+    protocol: int | None = None,
+    *,
+    fix_imports: bool = True,
+    buffer_callback: _BufferCallback = None,
+) -> bytes:
+    """Return the pickle of obj as bytes: the same bytes as pickle.dumps()."""
+
+def dump(
+    obj: Any,
+    file: _WritableFileobj,
+    protocol: int | None = None,
+    *,
+    fix_imports: bool = True,
+    buffer_callback: _BufferCallback = None,
+) -> None:
+    """Write the pickle of obj to file, streaming frame by frame."""
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = None,
+) -> Any:
+    """Rebuild an object from a pickle held in a bytes-like object."""
+
+def load(
+    file: _ReadableFileobj,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = None,
+) -> Any:
+    """Read one pickle from file and rebuild its object; stops at its STOP opcode."""
+
+class Pickler:
+    """Writes pickles to a binary file; subclass it to add hooks."""
+
+    fast: int
+    bin: int
+    dispatch_table: Mapping[type, Callable[[Any], _ReducedType]]
+    def __init__(
+        self,
+        file: _WritableFileobj,
+        protocol: int | None = None,
+        fix_imports: bool = True,
+        buffer_callback: _BufferCallback = None,
+    ) -> None: ...
+    @property
+    def memo(self) -> Any: ...
+    @memo.setter
+    def memo(self, value: Any) -> None: ...
+    def dump(self, obj: Any, /) -> None: ...
+    def clear_memo(self) -> None: ...
+    def persistent_id(self, obj: Any) -> Any: ...
+    def reducer_override(self, obj: Any) -> Any: ...
+
+class Unpickler:
+    """Reads pickles from a binary file; subclass it to add hooks."""
+
+    def __init__(
+        self,
+        file: _ReadableFileobj,
+        *,
+        fix_imports: bool = True,
+        encoding: str = "ASCII",
+        errors: str = "strict",
+        buffers: Iterable[Any] | None = None,
+    ) -> None: ...
+    @property
+    def memo(self) -> Any: ...
+    @memo.setter
+    def memo(self, value: Any) -> None: ...
+    def load(self) -> Any: ...
+    def find_class(self, module_name: str, global_name: str, /) -> Any: ...
+    def persistent_load(self, pid: Any) -> Any: ...
+
+ADDITEMS: bytes
+APPEND: bytes
+APPENDS: bytes
+BINBYTES: bytes
+BINBYTES8: bytes
+BINFLOAT: bytes
+BINGET: bytes
+BININT: bytes
+BININT1: bytes
+BININT2: bytes
+BINPERSID: bytes
+BINPUT: bytes
+BINSTRING: bytes
+BINUNICODE: bytes
+BINUNICODE8: bytes
+BUILD: bytes
+BYTEARRAY8: bytes
+DICT: bytes
+DUP: bytes
+EMPTY_DICT: bytes
+EMPTY_LIST: bytes
+EMPTY_SET: bytes
+EMPTY_TUPLE: bytes
+EXT1: bytes
+EXT2: bytes
+EXT4: bytes
+FALSE: bytes
+FLOAT: bytes
+FRAME: bytes
+FROZENSET: bytes
+GET: bytes
+GLOBAL: bytes
+INST: bytes
+INT: bytes
+LIST: bytes
+LONG: bytes
+LONG1: bytes
+LONG4: bytes
+LONG_BINGET: bytes
+LONG_BINPUT: bytes
+MARK: bytes
+MEMOIZE: bytes
+NEWFALSE: bytes
+NEWOBJ: bytes
+NEWOBJ_EX: bytes
+NEWTRUE: bytes
+NEXT_BUFFER: bytes
+NONE: bytes
+OBJ: bytes
+PERSID: bytes
+POP: bytes
+POP_MARK: bytes
+PROTO: bytes
+PUT: bytes
+READONLY_BUFFER: bytes
+REDUCE: bytes
+SETITEM: bytes
+SETITEMS: bytes
+SHORT_BINBYTES: bytes
+SHORT_BINSTRING: bytes
+SHORT_BINUNICODE: bytes
+STACK_GLOBAL: bytes
+STOP: bytes
+STRING: bytes
+TRUE: bytes
+TUPLE: bytes
+TUPLE1: bytes
+TUPLE2: bytes
+TUPLE3: bytes
+UNICODE: bytes
