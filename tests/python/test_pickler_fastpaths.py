@@ -1,0 +1,238 @@
+"""The pickler's shortcuts must never change a byte.
+
+picklex writes plain class instances without calling ``__reduce_ex__`` once a class is
+certified, reuses one memo and buffer across ``dumps`` calls, and encodes strings straight into
+its output. Each test here tries to break one of those shortcuts (shadowing, class changes after
+certification, hooks, re-entrancy) and compares the bytes with the stdlib's pickler.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+
+import pytest
+
+import picklex
+
+PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
+
+
+def assert_same_bytes(obj, protocols=PROTOCOLS):
+    for proto in protocols:
+        assert picklex.dumps(obj, proto) == pickle.dumps(obj, proto), proto
+
+
+_class_counter = iter(range(10**9))
+
+
+def fresh_class(name="Plain", bases=(), **namespace):
+    """A new class, reachable by name from this module so it pickles by reference."""
+
+    def __init__(self):
+        self.x = 1
+        self.y = [2, "three"]
+
+    namespace.setdefault("__init__", __init__)
+    unique = f"{name}{next(_class_counter)}"
+    namespace["__qualname__"] = unique
+    cls = type(unique, bases, namespace)
+    globals()[unique] = cls
+    return cls
+
+
+# ---- certified plain instances ----
+
+
+def test_plain_instances_before_and_after_certification():
+    cls = fresh_class()
+    for _ in range(3):  # the first call certifies, the next ones take the shortcut
+        assert_same_bytes([cls(), cls(), cls()])
+
+
+def test_instance_attribute_shadowing_reduce_ex():
+    cls = fresh_class()
+    assert_same_bytes(cls())
+    obj = cls()
+    obj.__reduce_ex__ = lambda proto: (int, (7,))
+    assert_same_bytes(obj)
+
+
+def test_instance_attribute_shadowing_getstate():
+    cls = fresh_class()
+    assert_same_bytes(cls())
+    obj = cls()
+    obj.__getstate__ = lambda: {"replaced": True}
+    assert_same_bytes(obj)
+
+
+def test_empty_and_emptied_instances():
+    cls = fresh_class()
+    assert_same_bytes(cls())
+    obj = cls()
+    del obj.x, obj.y
+    bare = fresh_class("Bare", __init__=lambda self: None)
+    assert_same_bytes([obj, bare()])
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        ("__reduce__", lambda self: (int, (1,))),
+        ("__reduce_ex__", lambda self, proto: (int, (2,))),
+        ("__getstate__", lambda self: {"state": 3}),
+        ("__getnewargs__", lambda self: ()),
+    ],
+)
+def test_class_changed_after_certification(hook):
+    name, function = hook
+    cls = fresh_class()
+    assert_same_bytes([cls(), cls()])
+    setattr(cls, name, function)
+    assert_same_bytes([cls(), cls()])
+    delattr(cls, name)
+    assert_same_bytes([cls(), cls()])
+
+
+def test_base_class_changed_after_certification():
+    base = fresh_class("Base")
+    derived = fresh_class("Derived", (base,))
+    assert_same_bytes([derived(), derived()])
+    base.__reduce_ex__ = lambda self, proto: (int, (9,))
+    assert_same_bytes([derived(), derived()])
+    del base.__reduce_ex__
+    assert_same_bytes([derived(), derived()])
+
+
+def test_slots_subclass_of_certified_class():
+    base = fresh_class("WithDict")
+    assert_same_bytes([base(), base()])
+    slotted = fresh_class("Slotted", (base,), __slots__=("q",))
+    obj = slotted()
+    obj.q = 5
+    assert_same_bytes([obj, obj], protocols=range(2, pickle.HIGHEST_PROTOCOL + 1))
+
+
+def test_dispatch_table_registration_after_certification():
+    cls = fresh_class("Registered")
+    assert_same_bytes([cls(), cls()])
+    copyreg.pickle(cls, lambda obj: (int, (4,)))
+    try:
+        assert_same_bytes([cls(), cls()])
+    finally:
+        del copyreg.dispatch_table[cls]
+    assert_same_bytes([cls(), cls()])
+
+
+def test_self_referencing_instance():
+    cls = fresh_class("Loop")
+    obj = cls()
+    obj.me = obj
+    obj.pair = [obj, (obj,)]
+    assert_same_bytes([obj, obj])
+
+
+def test_persistent_id_sees_every_piece_of_an_instance():
+    cls = fresh_class("Seen")
+
+    def record(base):
+        seen = []
+
+        class Recorder(base):
+            def persistent_id(self, obj):
+                seen.append(type(obj).__name__)
+                return None
+
+        return Recorder, seen
+
+    for proto in PROTOCOLS:
+        ours, ours_seen = record(picklex.Pickler)
+        theirs, theirs_seen = record(pickle.Pickler)
+        out_ours, out_theirs = io.BytesIO(), io.BytesIO()
+        ours(out_ours, proto).dump([cls(), cls()])
+        theirs(out_theirs, proto).dump([cls(), cls()])
+        assert ours_seen == theirs_seen
+        assert out_ours.getvalue() == out_theirs.getvalue()
+
+
+def test_reducer_override_wins_over_certification():
+    cls = fresh_class("Overridden")
+    assert_same_bytes([cls(), cls()])
+
+    def make(base):
+        class Override(base):
+            def reducer_override(self, obj):
+                return (int, (5,)) if isinstance(obj, cls) else NotImplemented
+
+        return Override
+
+    for proto in PROTOCOLS:
+        out_ours, out_theirs = io.BytesIO(), io.BytesIO()
+        make(picklex.Pickler)(out_ours, proto).dump([cls(), 1])
+        make(pickle.Pickler)(out_theirs, proto).dump([cls(), 1])
+        assert out_ours.getvalue() == out_theirs.getvalue()
+
+
+# ---- strings ----
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\ud800" * 30000, "a\udfffb" * 10, "\U0001f600\ud800" * 20000, "é" * 70000, "日本" * 40000],
+    ids=["lone-surrogates-64k", "surrogates-small", "astral+surrogate", "latin1-64k", "cjk-64k"],
+)
+def test_non_ascii_strings_in_memory_and_streamed(text):
+    class Chunks:
+        def __init__(self):
+            self.chunks = []
+
+        def write(self, data):
+            self.chunks.append(bytes(data))
+
+    for proto in PROTOCOLS:
+        assert picklex.dumps(text, proto) == pickle.dumps(text, proto)
+        ours, theirs = Chunks(), Chunks()
+        picklex.Pickler(ours, proto).dump([text, text + "!"])
+        pickle.Pickler(theirs, proto).dump([text, text + "!"])
+        assert ours.chunks == theirs.chunks
+
+
+# ---- reuse of the module-level pickler ----
+
+
+def test_nested_dumps_from_reduce():
+    class Nested:
+        def __reduce__(self):
+            inner = picklex.dumps({"inner": [1, 2, 3]}, 4)
+            return (bytes, (inner,))
+
+    outer = picklex.dumps([Nested(), {"after": "nested"}], 4)
+    reference = pickle.dumps([Nested(), {"after": "nested"}], 4)
+    assert outer == reference
+
+
+def test_memo_does_not_leak_between_dumps_calls():
+    shared = ["shared"]
+    first = picklex.dumps([shared, shared])
+    second = picklex.dumps(shared)
+    assert second == pickle.dumps(shared)
+    assert first == pickle.dumps([shared, shared])
+
+
+def test_reentrant_dump_on_the_same_pickler_is_refused():
+    out = io.BytesIO()
+
+    class Reentrant(picklex.Pickler):
+        def persistent_id(self, obj):
+            if obj == "again":
+                self.dump("inner")
+            return None
+
+    with pytest.raises(RuntimeError):
+        Reentrant(out, 4).dump(["again"])
+    # The pickler is usable again afterwards.
+    out2 = io.BytesIO()
+    pickler = Reentrant(out2, 4)
+    pickler.dump(["fine"])
+    assert out2.getvalue() == pickle.dumps(["fine"], 4)
