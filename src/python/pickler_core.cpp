@@ -123,21 +123,27 @@ constexpr int kFastNestingLimit = 50;
 
 bool PicklerCore::fast_save_enter(PyObject* obj) {
     if (++fast_nesting_ < kFastNestingLimit) return true;
+    // On failure the nesting count goes negative, so the fast_save_leave() calls of every
+    // level being unwound do nothing.
+    auto failed = [this] {
+        fast_nesting_ = -1;
+        return false;
+    };
     if (!fast_memo_) {
         fast_memo_ = Ref::steal(PyDict_New());
-        if (!fast_memo_) return false;
+        if (!fast_memo_) return failed();
     }
     Ref key = Ref::steal(PyLong_FromVoidPtr(obj));
-    if (!key) return false;
+    if (!key) return failed();
     const int seen = PyDict_Contains(fast_memo_.get(), key.get());
-    if (seen < 0) return false;
+    if (seen < 0) return failed();
     if (seen) {
         PyErr_Format(PyExc_ValueError,
                      "fast mode: can't pickle cyclic objects including object type %.200s at %p",
                      Py_TYPE(obj)->tp_name, static_cast<void*>(obj));
-        return false;
+        return failed();
     }
-    return PyDict_SetItem(fast_memo_.get(), key.get(), Py_None) == 0;
+    return PyDict_SetItem(fast_memo_.get(), key.get(), Py_None) == 0 || failed();
 }
 
 bool PicklerCore::fast_save_leave(PyObject* obj) {
