@@ -19,7 +19,7 @@ from typing import Any
 
 import picklex
 import pytest
-from helpers import PROTOCOLS, assert_same_bytes, assert_same_graph, check
+from helpers import PROTOCOLS, assert_same_bytes, assert_same_graph, check, run_python
 
 FRAME_TARGET = 64 * 1024
 
@@ -543,3 +543,50 @@ def test_globals_and_builtins_by_reference() -> None:
           compare=lambda got, want: _equal(got[:3], want[:3]))  # fmt: skip
     check([NotImplemented, Ellipsis, type(NotImplemented), type(Ellipsis)],
           compare=_same_list_of_identities)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- state across calls
+
+
+def test_dumps_after_a_failed_dumps_with_a_grown_buffer() -> None:
+    # Regression: a dumps() that raised after its output had grown past the reusable
+    # scratch size left the next dumps() writing into the released block.
+    result = run_python(
+        """
+        import collections, pickle, picklex
+
+        bad = [f"a{i}" for i in range(10000)] + [lambda: None]
+        mismatches = 0
+        for i in range(100):
+            for proto in range(6):
+                try:
+                    picklex.dumps(bad, proto)
+                except pickle.PicklingError:
+                    pass
+                else:
+                    raise SystemExit("dumps of a lambda must fail")
+                obj = [collections.OrderedDict, "x" * (i * 37 % 500), list(range(i))]
+                mismatches += picklex.dumps(obj, proto) != pickle.dumps(obj, proto)
+        print("mismatches", mismatches)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["mismatches", "0"]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_one_pickler_many_dumps_with_failures_between(proto: int) -> None:
+    f = io.BytesIO()
+    p = picklex.Pickler(f, proto)
+    expected = io.BytesIO()
+    ref = _pickle.Pickler(expected, proto)
+    for i in range(30):
+        obj = [f"item{i}" * 50] * (i + 1) + [{"k": b"v" * i}]
+        p.dump(obj)
+        ref.dump(obj)
+        for pickler in (p, ref):
+            with pytest.raises((TypeError, pickle.PicklingError, AttributeError)):
+                pickler.dump([obj, lambda: None])
+    # After failed dumps the stream holds whatever each wrote before failing; the
+    # successful parts must decode to the same objects in the same order.
+    assert_same_bytes(f.getvalue(), expected.getvalue())
