@@ -12,7 +12,17 @@ from __future__ import annotations
 from pickle import DEFAULT_PROTOCOL, PickleBuffer, PickleError, PicklingError, UnpicklingError
 
 from . import _picklex
+from ._errors import FileFormatError, MessageError, TruncatedMessageError
 from ._picklex import HIGHEST_PROTOCOL
+from .files import dump_file, load_file
+from .transport import (
+    DEFAULT_MAX_BUFFERS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    read_message,
+    recv,
+    send,
+    write_message,
+)
 
 __version__ = "0.1.0"
 
@@ -47,6 +57,18 @@ __all__ = [
     "TRUE",
     "FALSE",
     *_OPCODE_NAMES,
+    # Beyond the pickle module: container files and framed messages with zero-copy buffers.
+    "dump_file",
+    "load_file",
+    "FileFormatError",
+    "send",
+    "recv",
+    "write_message",
+    "read_message",
+    "MessageError",
+    "TruncatedMessageError",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_BUFFERS",
 ]
 
 
