@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "picklex/detail/endian.hpp"
 #include "picklex/error.hpp"
 #include "picklex/opcodes.hpp"
 
@@ -143,7 +144,17 @@ class Writer {
     bool save_long_bytes(const std::uint8_t* bytes, std::size_t nbytes);
     /// A big int for protocols 0/1: LONG with its decimal digits (sign included) and 'L'.
     bool save_long_text(std::string_view decimal_digits);
-    bool save_float(double value);
+    bool save_float(double value) {
+        if (!bin_) return save_float_text(value);
+        char* out = reserve(9);
+        if (!out) return false;
+        out[0] = static_cast<char>(Op::BINFLOAT);
+        std::uint64_t bits;
+        std::memcpy(&bits, &value, sizeof bits);
+        detail::store_be64(out + 1, bits);
+        size_ += 9;
+        return true;
+    }
     /// A str already encoded as UTF-8 (surrogates as surrogatepass) for protocols >= 1.
     bool save_unicode_utf8(const char* utf8, std::size_t size, const void* owner = nullptr) {
         if (size <= 0xff && protocol_ >= 4) return write_short(Op::SHORT_BINUNICODE, utf8, size);
@@ -218,6 +229,7 @@ class Writer {
         return true;
     }
     bool save_int_slow(std::int64_t value);
+    bool save_float_text(double value);
     bool save_unicode_utf8_slow(const char* utf8, std::size_t size, const void* owner);
     /// The header of a UTF-8 string of `size` bytes; 0 if the protocol cannot express it.
     std::size_t unicode_header(std::size_t size, char* header);

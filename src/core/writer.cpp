@@ -232,17 +232,7 @@ bool Writer::save_long_text(std::string_view decimal_digits) {
     return true;
 }
 
-bool Writer::save_float(double value) {
-    if (bin()) {
-        char* out = reserve(9);
-        if (!out) return false;
-        out[0] = static_cast<char>(Op::BINFLOAT);
-        std::uint64_t bits;
-        std::memcpy(&bits, &value, sizeof bits);
-        detail::store_be64(out + 1, bits);
-        size_ += 9;
-        return true;
-    }
+bool Writer::save_float_text(double value) {
     char text[40];
     text[0] = static_cast<char>(Op::FLOAT);
     std::size_t n = 1 + format_float_repr(value, text + 1);

@@ -43,8 +43,12 @@ class OutputBuffer {
         return result;
     }
 
-    /// Release the scratch block if it grew large (called between pickles).
-    void trim() noexcept {
+    /// Between pickles: drop whatever the Writer still holds (a pickle that failed half-way)
+    /// and give back a scratch block that grew large.
+    void reset(Writer& writer) noexcept {
+        std::size_t size = 0;
+        writer.release(&size);
+        Py_CLEAR(bytes_);
         if (scratch_capacity_ > kKeepScratch) {
             std::free(scratch_);
             scratch_ = nullptr;

@@ -15,6 +15,20 @@
 
 namespace picklex::py {
 
+/// The value of an int stored in a single digit, read without a call; false otherwise.
+inline bool compact_long_value(PyObject* obj, long long& value) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact(reinterpret_cast<PyLongObject*>(obj))) return false;
+    value = PyUnstable_Long_CompactValue(reinterpret_cast<PyLongObject*>(obj));
+    return true;
+#else
+    const Py_ssize_t size = Py_SIZE(obj);
+    if (size < -1 || size > 1) return false;
+    value = size * static_cast<long long>(reinterpret_cast<PyLongObject*>(obj)->ob_digit[0]);
+    return true;
+#endif
+}
+
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
     OutputBuffer output_;
@@ -78,7 +92,20 @@ class PicklerCore {
     class StreamSink;
 
     bool dump_unguarded(PyObject* obj, PyObject* owner);
-    bool save(PyObject* obj, bool pers_save = false);
+    /// Save any object. Floats and small ints, the bulk of numeric data, are written here
+    /// inline; everything else goes through save_object().
+    bool save(PyObject* obj, bool pers_save = false) {
+        if (!writer.opcode_boundary()) return writer_failed();
+        if (!pers_func) {
+            PyTypeObject* type = Py_TYPE(obj);
+            if (type == &PyFloat_Type) return writer.save_float(PyFloat_AS_DOUBLE(obj)) || writer_failed();
+            long long small;
+            if (type == &PyLong_Type && compact_long_value(obj, small))
+                return writer.save_int(small) || writer_failed();
+        }
+        return save_object(obj, pers_save);
+    }
+    bool save_object(PyObject* obj, bool pers_save);
     int save_pers(PyObject* obj);
     bool save_reduce_value(PyObject* obj, PyObject* reduce_value);
 

@@ -6,24 +6,6 @@
 
 namespace picklex::py {
 
-namespace {
-
-/// The value of an int stored in a single digit, read without a call; false otherwise.
-inline bool compact_long_value(PyObject* obj, long long& value) {
-#if PY_VERSION_HEX >= 0x030C0000
-    if (!PyUnstable_Long_IsCompact(reinterpret_cast<PyLongObject*>(obj))) return false;
-    value = PyUnstable_Long_CompactValue(reinterpret_cast<PyLongObject*>(obj));
-    return true;
-#else
-    const Py_ssize_t size = Py_SIZE(obj);
-    if (size < -1 || size > 1) return false;
-    value = size * static_cast<long long>(reinterpret_cast<PyLongObject*>(obj)->ob_digit[0]);
-    return true;
-#endif
-}
-
-} // namespace
-
 bool PicklerCore::save_long(PyObject* obj) {
     long long small;
     if (compact_long_value(obj, small)) return writer.save_int(small) || writer_failed();

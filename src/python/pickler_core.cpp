@@ -97,7 +97,7 @@ void PicklerCore::reset_for_reuse() {
     bin = 0;
     fix_imports = false;
     fast = 0;
-    output_.trim();
+    output_.reset(writer);
 }
 
 int PicklerCore::traverse(visitproc visit, void* arg) {
@@ -197,9 +197,7 @@ class RecursionGuard {
 
 } // namespace
 
-bool PicklerCore::save(PyObject* obj, bool pers_save) {
-    if (!writer.opcode_boundary()) return writer_failed();
-
+bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
     if (!pers_save && pers_func) {
         const int status = save_pers(obj);
         if (status != 0) return status > 0;
