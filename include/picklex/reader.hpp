@@ -64,8 +64,11 @@
 //   bool on_reduce(); on_build(); on_newobj(); on_newobj_ex(); on_obj();
 //   bool on_persid(std::string_view pid);         // PERSID (line, no '\n')
 //   bool on_binpersid();
-//   bool on_get(std::int64_t index);              // GET (may be negative), BINGET, LONG_BINGET
-//   bool on_put(std::int64_t index);              // PUT (may be negative), BINPUT, LONG_BINPUT
+//   bool on_get(std::uint32_t index);             // BINGET, LONG_BINGET
+//   bool on_put(std::uint32_t index);             // BINPUT, LONG_BINPUT
+//   bool on_get_text(std::string_view line);      // GET, PUT: the decimal key line, '\n'
+//   bool on_put_text(std::string_view line);      // included, NUL-terminated; CPython checks
+//                                                 // the stack before it parses a PUT key
 //   bool on_memoize();
 #pragma once
 
@@ -138,8 +141,6 @@ template <class Source, class Handler> class Reader {
     const char* take_line_cstr(std::size_t min_size, std::size_t& size);
     /// A GLOBAL/INST pair of lines, '\n' cut. The first is copied to scratch storage.
     bool take_line_pair(std::string_view& first, std::string_view& second);
-    /// GET/PUT's decimal memo key.
-    bool take_decimal_key(std::int64_t& key);
 
     bool load_int();
     bool load_long();
@@ -244,21 +245,6 @@ bool Reader<Source, Handler>::take_line_pair(std::string_view& first, std::strin
     return true;
 }
 
-template <class Source, class Handler>
-bool Reader<Source, Handler>::take_decimal_key(std::int64_t& key) {
-    std::size_t size = 0;
-    const char* text = take_line_cstr(2, size);
-    if (!text) return false;
-    switch (detail::parse_python_decimal(std::string_view(text, size), key)) {
-    case detail::DecimalStatus::ok: return true;
-    case detail::DecimalStatus::overflow:
-        return fail(Errc::too_large, "Python int too large to convert to C ssize_t");
-    case detail::DecimalStatus::invalid: break;
-    }
-    return fail(Errc::bad_argument, "invalid literal for int() with base 10: " +
-                                        detail::python_repr(std::string_view(text)));
-}
-
 template <class Source, class Handler> bool Reader<Source, Handler>::load_int() {
     std::size_t size = 0;
     const char* text = take_line_cstr(2, size);
@@ -324,6 +310,12 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
     const char* var = take(n);                                                                     \
     if (!var) [[unlikely]]                                                                         \
         return fail_source(false)
+// Bytes payloads: CPython asks the source even for zero bytes, so an empty payload at the
+// very end of the input is truncation rather than a clean EOF at the next opcode.
+#define PICKLEX_TAKE_PAYLOAD(var, n)                                                               \
+    if ((n) == 0 && src_.next == src_.end && !src_.fill(0)) [[unlikely]]                          \
+        return fail_source(false);                                                                 \
+    PICKLEX_TAKE(var, n)
 
     for (;;) {
         op_offset_ = src_.offset();
@@ -418,27 +410,27 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
         case Op::SHORT_BINBYTES: {
             PICKLEX_TAKE(p, 1);
             const std::size_t n = static_cast<std::uint8_t>(*p);
-            PICKLEX_TAKE(s, n);
+            PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
         case Op::BINBYTES: {
             PICKLEX_TAKE(p, 4);
             const std::size_t n = detail::load_le32(p);
-            PICKLEX_TAKE(s, n);
+            PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
         case Op::BINBYTES8: {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BINBYTES");
-            PICKLEX_TAKE(s, n);
+            PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
         case Op::BYTEARRAY8: {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BYTEARRAY8");
-            PICKLEX_TAKE(s, n);
+            PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytearray(s, n));
         }
         case Op::NEXT_BUFFER: PICKLEX_CALL(h_.on_next_buffer());
@@ -476,9 +468,10 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
             PICKLEX_CALL(h_.on_get(detail::load_le32(p)));
         }
         case Op::GET: {
-            std::int64_t key = 0;
-            if (!take_decimal_key(key)) return false;
-            PICKLEX_CALL(h_.on_get(key));
+            std::size_t size = 0;
+            const char* text = take_line_cstr(2, size);
+            if (!text) return false;
+            PICKLEX_CALL(h_.on_get_text(std::string_view(text, size)));
         }
         case Op::BINPUT: {
             PICKLEX_TAKE(p, 1);
@@ -489,9 +482,10 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
             PICKLEX_CALL(h_.on_put(detail::load_le32(p)));
         }
         case Op::PUT: {
-            std::int64_t key = 0;
-            if (!take_decimal_key(key)) return false;
-            PICKLEX_CALL(h_.on_put(key));
+            std::size_t size = 0;
+            const char* text = take_line_cstr(2, size);
+            if (!text) return false;
+            PICKLEX_CALL(h_.on_put_text(std::string_view(text, size)));
         }
         case Op::MEMOIZE: PICKLEX_CALL(h_.on_memoize());
 
@@ -575,6 +569,7 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
     }
 #undef PICKLEX_CALL
 #undef PICKLEX_TAKE
+#undef PICKLEX_TAKE_PAYLOAD
 }
 
 /// Decode one pickle held in memory. `consumed`, if given, receives the bytes used up to and

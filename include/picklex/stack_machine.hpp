@@ -58,6 +58,7 @@
 
 #include "picklex/detail/decode_buffer.hpp"
 #include "picklex/detail/decode_memo.hpp"
+#include "picklex/detail/decode_text.hpp"
 #include "picklex/error.hpp"
 #include "picklex/opcodes.hpp"
 
@@ -267,15 +268,19 @@ template <class Ops> class StackMachine {
 
     // ---- memo ----
 
-    bool on_get(std::int64_t index) {
-        Object value = index < 0 ? Object{} : memo_.get(static_cast<std::uint64_t>(index));
-        if (!value)
-            return fail(Errc::memo_missing,
-                        "Memo value not found at index " + std::to_string(index));
-        return push(ops_.retain(value));
-    }
-    bool on_put(std::int64_t index) {
+    bool on_get(std::uint32_t index) { return get(index); }
+    bool on_put(std::uint32_t index) {
         if (stack_.size() <= fence()) return underflow();
+        return memo_put(index, ops_.retain(stack_.back()));
+    }
+    bool on_get_text(std::string_view line) {
+        std::int64_t index = 0;
+        return parse_key(line, index) && get(index);
+    }
+    bool on_put_text(std::string_view line) {
+        if (stack_.size() <= fence()) return underflow();
+        std::int64_t index = 0;
+        if (!parse_key(line, index)) return false;
         if (index < 0) return fail(Errc::bad_memo_key, "negative PUT argument");
         return memo_put(static_cast<std::uint64_t>(index), ops_.retain(stack_.back()));
     }
@@ -402,6 +407,27 @@ template <class Ops> class StackMachine {
 
   private:
     std::size_t fence() const noexcept { return marks_.empty() ? 0 : marks_.back(); }
+
+    bool get(std::int64_t index) {
+        Object value = index < 0 ? Object{} : memo_.get(static_cast<std::uint64_t>(index));
+        if (!value)
+            return fail(Errc::memo_missing,
+                        "Memo value not found at index " + std::to_string(index));
+        return push(ops_.retain(value));
+    }
+    /// A protocol-0 memo key, parsed as CPython does: int(line, 10) into a Py_ssize_t. The
+    /// line is NUL-terminated; like CPython's C-string parse, the key ends at a NUL.
+    bool parse_key(std::string_view line, std::int64_t& index) {
+        switch (detail::parse_python_decimal(line, index)) {
+        case detail::DecimalStatus::ok: return true;
+        case detail::DecimalStatus::overflow:
+            return fail(Errc::too_large, "Python int too large to convert to C ssize_t");
+        case detail::DecimalStatus::invalid: break;
+        }
+        return fail(Errc::bad_argument,
+                    "invalid literal for int() with base 10: " +
+                        detail::python_repr(std::string_view(line.data())));
+    }
 
     bool fail(Errc code, std::string detail) {
         error_.code = code;

@@ -172,8 +172,11 @@ class SymOps {
         if (node.kind == "call") {
             // callee(args) followed by {state} for each BUILD
             std::string out = node.text + render(Sym{node.items[0]}, depth + 1);
-            for (std::size_t i = 1; i < node.items.size(); ++i)
-                out += "{" + render(Sym{node.items[i]}, depth + 1) + "}";
+            for (std::size_t i = 1; i < node.items.size(); ++i) {
+                out += '{';
+                out += render(Sym{node.items[i]}, depth + 1);
+                out += '}';
+            }
             return out;
         }
         std::string inner;
@@ -362,6 +365,15 @@ TEST(StackMachine, MemoErrors) {
     EXPECT_EQ(o.leaked, 0);
     o = run(B("p1\n."));
     EXPECT_EQ(o.error.code, Errc::stack_underflow);
+    // The stack is checked before the key is parsed.
+    EXPECT_EQ(run(B("pxyz\n.")).error.code, Errc::stack_underflow);
+    o = run(B("g0x1\n."));
+    EXPECT_EQ(o.error.code, Errc::bad_argument);
+    EXPECT_EQ(o.error.detail, "invalid literal for int() with base 10: '0x1\\n'");
+    EXPECT_EQ(run(B("Np99999999999999999999\n.")).error.code, Errc::too_large);
+    EXPECT_EQ(run(B("g9223372036854775807\n.")).error.detail,
+              "Memo value not found at index 9223372036854775807");
+    EXPECT_EQ(load(B("K\x07p 1_0 \ng+10\n\x86.")), "(7, 7)");
 }
 
 TEST(StackMachine, HugeMemoKeysStaySparse) {
