@@ -1,0 +1,594 @@
+"""Framed messages: send / recv on real sockets, write_message / read_message on real streams.
+
+Peers are real: threads on socketpairs and TCP loopback connections, and child processes that
+send, die part-way, or lie in their headers. Zero-copy on the receiving side is checked by
+where the arrays' memory lives (one aligned block per buffer, nothing copied after it), on the
+sending side by the memory the send allocates, never by timing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import picklex
+import pytest
+from picklex import _framing
+
+ALIGN = 64
+PACKAGE_PATH = str(Path(picklex.__file__).parent.parent)
+TIMEOUT = 20.0  # no test may block longer than this on a socket
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    return client, accepted
+
+
+def unix_pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+PAIRS = {"unix": unix_pair, "tcp": tcp_pair}
+
+
+@contextmanager
+def connected(kind: str = "unix") -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = PAIRS[kind]()
+    for sock in (a, b):
+        sock.settimeout(TIMEOUT)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+class Sender(threading.Thread):
+    """Runs ``work`` on a thread and re-raises its exception on join."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
+
+    def join(self, timeout: float | None = TIMEOUT) -> None:
+        super().join(timeout)
+        assert not self.is_alive(), "sender thread hung"
+        if self.error is not None:
+            raise self.error
+
+
+def over_socket(obj: Any, kind: str = "unix", **recv_kwargs: Any) -> Any:
+    with connected(kind) as (a, b):
+        sender = Sender(lambda: picklex.send(a, obj))
+        sender.start()
+        received = picklex.recv(b, **recv_kwargs)
+        sender.join()
+    return received
+
+
+def child(code: str, *args: str, **popen: Any) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env, **popen)
+
+
+def address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def allocation_of(array: np.ndarray) -> np.ndarray:
+    """The array that owns a received array's memory."""
+    base = array
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    if isinstance(base.base, memoryview):
+        owner = base.base.obj
+        while isinstance(owner, np.ndarray) and owner.base is not None:
+            owner = owner.base
+        return owner
+    return base
+
+
+def sample() -> dict[str, Any]:
+    rng = np.random.default_rng(11)
+    readonly = np.arange(50, dtype=np.int16)
+    readonly.flags.writeable = False
+    return {
+        "f64": rng.random(10_000),
+        "matrix": rng.random((40, 30)).astype(np.float32),
+        "fortran": np.asfortranarray(rng.random((6, 5))),
+        "readonly": readonly,
+        "empty": np.zeros(0),
+        "text": "ünïcode",
+        "nested": {"list": [1, 2, 3], "tuple": (None, True, 2.5), "set": {b"x"}},
+        "pickle_buffer": pickle.PickleBuffer(bytearray(b"raw out-of-band bytes")),
+    }
+
+
+def assert_same(received: dict[str, Any], sent: dict[str, Any]) -> None:
+    assert received.keys() == sent.keys()
+    for key, value in sent.items():
+        if isinstance(value, np.ndarray):
+            assert received[key].dtype == value.dtype and received[key].shape == value.shape
+            assert np.array_equal(received[key], value), key
+        elif isinstance(value, pickle.PickleBuffer):
+            assert bytes(received[key]) == bytes(value)
+        else:
+            assert received[key] == value, key
+
+
+def raw_header(
+    *,
+    magic: bytes = _framing.MAGIC,
+    version: int = _framing.VERSION,
+    flags: int = 0,
+    reserved: int = 0,
+    count: int = 0,
+    stream_length: int = 0,
+    payload_length: int = 0,
+    table: bytes = b"",
+    crc: int | None = None,
+) -> bytes:
+    """A header as a hostile or broken peer might send it (CRC correct unless given)."""
+    fields = (magic, version, flags, reserved, count, stream_length, payload_length)
+    if crc is None:
+        unsigned = _framing.HEADER.pack(*fields, 0)
+        crc = picklex._checksum.metadata_crc(unsigned[:28], table)
+    return _framing.HEADER.pack(*fields, crc) + table
+
+
+# ------------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_round_trip(kind: str) -> None:
+    sent = sample()
+    received = over_socket(sent, kind)
+    assert_same(received, sent)
+    assert received["f64"].flags.writeable  # fresh private memory, writable as sent
+    assert not received["readonly"].flags.writeable  # read-only as sent
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_protocol(protocol: int) -> None:
+    obj = {"a": list(range(100)), "b": np.arange(7.0), "s": "x" * 1000}
+    with connected() as (a, b):
+        picklex.send(a, obj, protocol=protocol)
+        received = picklex.recv(b)
+    assert received["a"] == obj["a"] and np.array_equal(received["b"], obj["b"])
+
+
+def test_several_messages_then_clean_eof() -> None:
+    with connected() as (a, b):
+        for i in range(5):
+            picklex.send(a, {"i": i, "a": np.full(i, i)})
+        a.shutdown(socket.SHUT_WR)
+        for i in range(5):
+            got = picklex.recv(b)
+            assert got["i"] == i and np.array_equal(got["a"], np.full(i, i))
+        with pytest.raises(EOFError) as info:
+            picklex.recv(b)
+        assert not isinstance(info.value, picklex.MessageError)
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_dict_of_100_arrays(kind: str) -> None:
+    rng = np.random.default_rng(2)
+    arrays = {f"a{i}": rng.random(int(rng.integers(0, 20_000))) for i in range(100)}
+    received = over_socket(arrays, kind)
+    assert received.keys() == arrays.keys()
+    for key, value in arrays.items():
+        assert np.array_equal(received[key], value)
+        assert address(received[key]) % ALIGN == 0
+
+
+def test_pandas_dataframe() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {
+            "i": np.arange(5000),
+            "f": np.linspace(-1, 1, 5000),
+            "s": [str(i) for i in range(5000)],
+            "cat": pd.Categorical(["x", "y", "z", "x", "y"] * 1000),
+        }
+    )
+    for kind in ("unix", "tcp"):
+        pd.testing.assert_frame_equal(over_socket(frame, kind), frame)
+
+
+def test_more_buffers_than_iov_max() -> None:
+    arrays = [np.full(i % 5 + 1, i, dtype=np.int32) for i in range(3000)]
+    received = over_socket(arrays)
+    assert all(np.array_equal(x, y) for x, y in zip(received, arrays))
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_small_socket_buffers_force_partial_transfers(kind: str) -> None:
+    # Kernel buffers far smaller than the message: many partial sendmsg / recvmsg_into calls.
+    big = np.random.default_rng(4).random(1 << 18)  # 2 MiB
+    with connected(kind) as (a, b):
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sender = Sender(lambda: picklex.send(a, [big, big[::-1].copy()]))
+        sender.start()
+        first, second = picklex.recv(b)
+        sender.join()
+    assert np.array_equal(first, big) and np.array_equal(second, big[::-1])
+
+
+def test_sender_in_a_child_process(tmp_path: Path) -> None:
+    a, b = unix_pair()
+    b.settimeout(TIMEOUT)
+    proc = child(
+        """
+        import socket, sys
+        import numpy as np, picklex
+        sock = socket.socket(fileno=int(sys.argv[1]))
+        picklex.send(sock, {"pid": "child", "a": np.arange(1 << 20, dtype=np.float64)})
+        picklex.send(sock, [np.ones(3), np.zeros(2)])
+        """,
+        str(a.fileno()),
+        pass_fds=(a.fileno(),),
+    )
+    a.close()
+    try:
+        first = picklex.recv(b)
+        second = picklex.recv(b)
+        with pytest.raises(EOFError):
+            picklex.recv(b)
+    finally:
+        assert proc.wait(timeout=TIMEOUT) == 0
+        b.close()
+    assert first["pid"] == "child" and np.array_equal(first["a"], np.arange(1 << 20))
+    assert np.array_equal(second[0], np.ones(3))
+
+
+# ------------------------------------------------------------------------------- zero copy
+
+
+def test_received_arrays_live_in_their_own_aligned_receive_buffers() -> None:
+    sent = {"a": np.arange(100_000.0), "b": np.arange(50_000, dtype=np.int32)}
+    received = over_socket(sent)
+    for key in ("a", "b"):
+        array = received[key]
+        assert address(array) % ALIGN == 0
+        assert not array.flags.owndata  # a view of the receive buffer, not a copy of it
+        owner = allocation_of(array)
+        assert owner.dtype == np.uint8 and owner.nbytes == array.nbytes + ALIGN
+        assert np.shares_memory(array, owner)
+    assert not np.shares_memory(received["a"], received["b"])
+
+
+def test_send_does_not_copy_buffers() -> None:
+    big = np.random.default_rng(8).random(8 << 20)  # 64 MiB
+    sink = bytearray(big.nbytes + 4096)  # the receiver only drains, into memory made up front
+    drained = 0
+
+    def drain() -> None:
+        nonlocal drained
+        view = memoryview(sink)
+        while got := b.recv_into(view[drained:]):
+            drained += got
+
+    with connected() as (a, b):
+        receiver = Sender(drain)
+        receiver.start()
+        tracemalloc.start()
+        try:
+            picklex.send(a, big)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        a.shutdown(socket.SHUT_WR)
+        receiver.join()
+    assert peak < 1 << 20, f"send allocated {peak} bytes"
+    assert np.array_equal(picklex.read_message(io.BytesIO(sink[:drained])), big)
+
+
+def test_recv_allocates_each_buffer_once() -> None:
+    big = np.random.default_rng(9).random(4 << 20)  # 32 MiB
+    with connected() as (a, b):
+        sender = Sender(lambda: picklex.send(a, big))
+        sender.start()
+        tracemalloc.start()
+        try:
+            received = picklex.recv(b)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        sender.join()
+    assert big.nbytes <= peak < big.nbytes + (1 << 20)
+    assert np.array_equal(received, big)
+
+
+# ------------------------------------------------------------------------------- streams
+
+
+def test_bytesio_stream_with_several_messages() -> None:
+    stream = io.BytesIO()
+    objs = [sample(), [1, 2, 3], np.arange(12).reshape(3, 4)]
+    for obj in objs:
+        picklex.write_message(stream, obj)
+    stream.seek(0)
+    assert_same(picklex.read_message(stream), objs[0])
+    assert picklex.read_message(stream) == [1, 2, 3]
+    assert np.array_equal(picklex.read_message(stream), objs[2])
+    with pytest.raises(EOFError):
+        picklex.read_message(stream)
+
+
+def test_socket_and_stream_framing_are_the_same() -> None:
+    obj = {"a": np.arange(10.0), "t": "same bytes"}
+    stream = io.BytesIO()
+    picklex.write_message(stream, obj)
+    with connected() as (a, b):
+        picklex.send(a, obj)
+        a.shutdown(socket.SHUT_WR)
+        wire = b.makefile("rb").read()
+    assert wire == stream.getvalue()
+    with connected() as (a, b):
+        a.sendall(stream.getvalue())
+        assert np.array_equal(picklex.recv(b)["a"], obj["a"])
+
+
+@pytest.mark.parametrize("buffering", [0, -1])
+def test_pipe_between_threads(buffering: int) -> None:
+    read_fd, write_fd = os.pipe()
+    reader = open(read_fd, "rb", buffering=buffering)
+    writer = open(write_fd, "wb", buffering=buffering)
+    big = np.random.default_rng(6).random(1 << 20)  # 8 MiB, far beyond the pipe's capacity
+    sender = Sender(lambda: (picklex.write_message(writer, [big, "end"]), writer.close()))
+    sender.start()
+    try:
+        got, end = picklex.read_message(reader)
+        sender.join()
+        with pytest.raises(EOFError):
+            picklex.read_message(reader)
+    finally:
+        reader.close()
+    assert np.array_equal(got, big) and end == "end"
+    assert address(got) % ALIGN == 0
+
+
+def test_pipe_from_a_child_process() -> None:
+    proc = child(
+        """
+        import sys
+        import numpy as np, picklex
+        picklex.write_message(sys.stdout.buffer, {"a": np.arange(300_000)})
+        sys.stdout.buffer.flush()
+        """,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        got = picklex.read_message(proc.stdout)
+    finally:
+        proc.stdout.close()
+        assert proc.wait(timeout=TIMEOUT) == 0
+    assert np.array_equal(got["a"], np.arange(300_000))
+
+
+class ReadOnlyStream:
+    """A file-like object with read() but no readinto()."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def read(self, n: int) -> bytes:
+        return self.data.read(min(n, 1000))  # short reads, as a socket-like object might
+
+
+class ShortWriter(io.RawIOBase):
+    """A raw stream that accepts at most 777 bytes per write."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        chunk = bytes(memoryview(b)[:777])
+        self.out += chunk
+        return len(chunk)
+
+
+def test_partial_writes_and_reads_without_readinto() -> None:
+    obj = {"a": np.arange(5000.0), "b": b"x" * 3000}
+    writer = ShortWriter()
+    picklex.write_message(writer, obj)
+    got = picklex.read_message(ReadOnlyStream(bytes(writer.out)))
+    assert np.array_equal(got["a"], obj["a"]) and got["b"] == obj["b"]
+
+
+# ------------------------------------------------------------------------------- broken peers
+
+
+def message_bytes(obj: Any) -> bytes:
+    stream = io.BytesIO()
+    picklex.write_message(stream, obj)
+    return stream.getvalue()
+
+
+def test_truncated_anywhere_raises() -> None:
+    data = message_bytes({"a": np.arange(30, dtype=np.int16), "b": np.ones(5), "t": "text"})
+    for cut in range(1, len(data)):
+        with pytest.raises(picklex.TruncatedMessageError):
+            picklex.read_message(io.BytesIO(data[:cut]))
+    with pytest.raises(EOFError):
+        picklex.read_message(io.BytesIO(b""))
+    assert issubclass(picklex.TruncatedMessageError, EOFError)
+    assert issubclass(picklex.TruncatedMessageError, pickle.UnpicklingError)
+
+
+def test_peer_closing_mid_message_raises_promptly() -> None:
+    data = message_bytes(np.arange(1 << 20, dtype=np.float64))
+    with connected() as (a, b):
+        sender = Sender(lambda: (a.sendall(data[: len(data) // 2]), a.close()))
+        sender.start()
+        start = time.monotonic()
+        with pytest.raises(picklex.TruncatedMessageError, match="cut short"):
+            picklex.recv(b)
+        assert time.monotonic() - start < 5
+        sender.join()
+
+
+def test_peer_killed_mid_send_raises_promptly() -> None:
+    a, b = unix_pair()
+    b.settimeout(TIMEOUT)
+    proc = child(
+        """
+        import socket, sys, time
+        import numpy as np, picklex
+        sock = socket.socket(fileno=int(sys.argv[1]))
+        picklex.send(sock, np.arange(1 << 24, dtype=np.float64))  # 128 MiB
+        """,
+        str(a.fileno()),
+        pass_fds=(a.fileno(),),
+    )
+    a.close()
+    try:
+        head = b.recv(_framing.HEADER.size, socket.MSG_PEEK | socket.MSG_WAITALL)
+        assert len(head) == _framing.HEADER.size  # the send has started
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=TIMEOUT)
+        start = time.monotonic()
+        with pytest.raises(picklex.TruncatedMessageError):
+            picklex.recv(b)
+        assert time.monotonic() - start < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        b.close()
+
+
+def test_silent_live_peer_times_out() -> None:
+    with connected() as (a, b):
+        b.settimeout(0.2)
+        a.sendall(message_bytes(np.arange(1000.0))[:100])
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            picklex.recv(b)
+        assert time.monotonic() - start < 5
+
+
+def expect_message_error(data: bytes, match: str, **limits: int) -> None:
+    with pytest.raises(picklex.MessageError, match=match):
+        picklex.read_message(io.BytesIO(data), **limits)
+    with connected() as (a, b):
+        a.sendall(data)
+        a.close()
+        with pytest.raises(picklex.MessageError, match=match):
+            picklex.recv(b, **limits)
+
+
+def test_bad_magic_and_version_and_reserved_bits() -> None:
+    good = message_bytes([1, 2, 3])
+    expect_message_error(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"." * 20, "bad magic")
+    expect_message_error(b"\x80\x05" + good[2:], "bad magic")
+    expect_message_error(raw_header(version=2) + good[32:], "version 2")
+    expect_message_error(raw_header(flags=1, stream_length=1, payload_length=1), "reserved")
+    expect_message_error(raw_header(reserved=7), "reserved")
+
+
+def test_checksum_and_length_consistency() -> None:
+    good = bytearray(message_bytes({"a": np.arange(4.0)}))
+    damaged = bytearray(good)
+    damaged[32] ^= 1  # first table entry's length: caught by the header CRC
+    expect_message_error(bytes(damaged), "checksum")
+    table = _framing.ENTRY.pack(10, 0)
+    inconsistent = raw_header(count=1, stream_length=5, payload_length=99, table=table)
+    expect_message_error(inconsistent + b"\0" * 99, "add up")
+    expect_message_error(raw_header(stream_length=10, payload_length=5), "stream length")
+    bad_flags = raw_header(count=1, payload_length=1, table=_framing.ENTRY.pack(1, 0x40))
+    expect_message_error(bad_flags + b"\0", "flags")
+
+
+def test_too_many_buffers() -> None:
+    expect_message_error(raw_header(count=(1 << 16) + 1), "more than the 65536 allowed")
+    data = message_bytes([np.ones(1), np.ones(2), np.ones(3)])
+    expect_message_error(data, "more than the 2 allowed", max_buffers=2)
+    assert len(picklex.read_message(io.BytesIO(data), max_buffers=3)) == 3
+
+
+def test_huge_claims_are_refused_before_allocating() -> None:
+    claims = [
+        raw_header(stream_length=2**60, payload_length=2**60),
+        raw_header(count=1, payload_length=2**60, table=_framing.ENTRY.pack(2**60, 0)),
+        raw_header(stream_length=2**64 - 1, payload_length=2**64 - 1),
+    ]
+    for data in claims:
+        tracemalloc.start()
+        try:
+            start = time.monotonic()
+            expect_message_error(data, "exceeds max_message_size")
+            elapsed = time.monotonic() - start
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20 and elapsed < 2
+
+
+def test_max_message_size_is_enforced_exactly() -> None:
+    array = np.arange(1000, dtype=np.uint16)
+    data = message_bytes(array)
+    assert np.array_equal(picklex.read_message(io.BytesIO(data), max_message_size=len(data)), array)
+    expect_message_error(data, "exceeds max_message_size", max_message_size=len(data) - 1)
+    assert picklex.DEFAULT_MAX_MESSAGE_SIZE == 1 << 32
+
+
+def test_stream_using_fewer_buffers_than_sent() -> None:
+    stream = pickle.dumps(np.arange(3.0), 5, buffer_callback=lambda b: False)
+    extra = np.arange(3.0).tobytes()
+    table = _framing.ENTRY.pack(24, 0) * 2
+    payload = len(stream) + 48
+    data = raw_header(count=2, stream_length=len(stream), payload_length=payload, table=table)
+    expect_message_error(data + stream + extra + extra, "fewer buffers")
+
+
+def test_garbage_pickle_stream_is_an_unpickling_error() -> None:
+    junk = b"\x80\x05\xff\xfe garbage"
+    data = raw_header(stream_length=len(junk), payload_length=len(junk)) + junk
+    with pytest.raises(pickle.UnpicklingError):
+        picklex.read_message(io.BytesIO(data))
+
+
+def test_header_layout_is_as_documented() -> None:
+    data = message_bytes([np.arange(2, dtype=np.int8), "s"])
+    magic, version, flags, reserved, count, stream_length, payload, _crc = struct.unpack_from(
+        "<4sBBHIQQI", data
+    )
+    assert (magic, version, flags, reserved, count) == (b"PKXM", 1, 0, 0, 1)
+    length, entry_flags = struct.unpack_from("<QB", data, 32)
+    assert (length, entry_flags) == (2, 0)
+    assert payload == stream_length + 2 and len(data) == 32 + 16 + payload
+    stream = data[48 : 48 + stream_length]
+    assert pickle.loads(stream, buffers=[data[48 + stream_length :]])[1] == "s"
