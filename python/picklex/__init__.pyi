@@ -1,5 +1,7 @@
 """Type stubs for picklex: the same surface as the standard pickle module."""
 
+import os
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from pickle import (
     DEFAULT_PROTOCOL as DEFAULT_PROTOCOL,
@@ -19,6 +21,9 @@ class _ReadableFileobj(Protocol):
 
 class _WritableFileobj(Protocol):
     def write(self, b: bytes, /) -> Any: ...
+
+class _ReadintoFileobj(Protocol):
+    def readinto(self, b: memoryview, /) -> int | None: ...
 
 _BufferCallback = Callable[[PickleBuffer], Any] | None
 _ReducedType = str | tuple[Any, ...]
@@ -62,6 +67,54 @@ def load(
     buffers: Iterable[Any] | None = None,
 ) -> Any:
     """Read one pickle from file and rebuild its object; stops at its STOP opcode."""
+
+# ---- beyond the pickle module: container files and framed messages ----
+
+_StrPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+class FileFormatError(UnpicklingError):
+    """A picklex container file is corrupt, truncated, or not a picklex file."""
+
+class MessageError(UnpicklingError):
+    """A framed message is malformed or exceeds the receiver's limits."""
+
+class TruncatedMessageError(MessageError, EOFError):
+    """The peer or stream ended part-way through a message."""
+
+DEFAULT_MAX_MESSAGE_SIZE: int
+DEFAULT_MAX_BUFFERS: int
+
+def dump_file(
+    obj: Any, path: _StrPath, *, protocol: int | None = 5, compress: str | None = None
+) -> None:
+    """Pickle obj into a container file atomically, out-of-band buffers 64-byte aligned."""
+
+def load_file(
+    path: _StrPath, *, mmap: bool = True, writable: bool = False, verify: bool = False
+) -> Any:
+    """Load a container file; buffers are views of a memory mapping of it by default."""
+
+def send(sock: socket.socket, obj: Any, *, protocol: int | None = 5) -> None:
+    """Send obj as one framed message with sendmsg scatter-gather (buffers not copied)."""
+
+def recv(
+    sock: socket.socket,
+    *,
+    max_message_size: int = ...,
+    max_buffers: int = ...,
+) -> Any:
+    """Receive one framed message; buffers land directly in 64-byte aligned memory."""
+
+def write_message(file: _WritableFileobj, obj: Any, *, protocol: int | None = 5) -> None:
+    """Write obj as one framed message to a binary stream."""
+
+def read_message(
+    file: _ReadableFileobj | _ReadintoFileobj,
+    *,
+    max_message_size: int = ...,
+    max_buffers: int = ...,
+) -> Any:
+    """Read one framed message from a binary stream (readinto when available)."""
 
 class Pickler:
     """Writes pickles to a binary file; subclass it to add hooks."""
