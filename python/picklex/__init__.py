@@ -18,6 +18,7 @@ from .files import dump_file, load_file
 from .transport import (
     DEFAULT_MAX_BUFFERS,
     DEFAULT_MAX_MESSAGE_SIZE,
+    BufferPool,
     read_message,
     recv,
     send,
@@ -69,6 +70,7 @@ __all__ = [
     "TruncatedMessageError",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_BUFFERS",
+    "BufferPool",
 ]
 
 

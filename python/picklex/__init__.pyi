@@ -94,6 +94,18 @@ def load_file(
 ) -> Any:
     """Load a container file; buffers are views of a memory mapping of it by default."""
 
+class BufferPool:
+    """Aligned receive buffers that return to the pool when the objects using them die."""
+
+    max_bytes: int
+    hits: int
+    misses: int
+    def __init__(self, max_bytes: int = 268435456) -> None: ...
+    @property
+    def reserved_bytes(self) -> int: ...
+    def allocate(self, size: int) -> memoryview: ...
+    def clear(self) -> None: ...
+
 def send(sock: socket.socket, obj: Any, *, protocol: int | None = 5) -> None:
     """Send obj as one framed message with sendmsg scatter-gather (buffers not copied)."""
 
@@ -102,6 +114,7 @@ def recv(
     *,
     max_message_size: int = ...,
     max_buffers: int = ...,
+    pool: BufferPool | None = None,
 ) -> Any:
     """Receive one framed message; buffers land directly in 64-byte aligned memory."""
 
@@ -113,6 +126,7 @@ def read_message(
     *,
     max_message_size: int = ...,
     max_buffers: int = ...,
+    pool: BufferPool | None = None,
 ) -> Any:
     """Read one framed message from a binary stream (readinto when available)."""
 

@@ -25,6 +25,7 @@ from ._buffers import aligned_empty, read_views, write_views
 from ._errors import MessageError, TruncatedMessageError
 from ._framing import DEFAULT_MAX_BUFFERS, DEFAULT_MAX_MESSAGE_SIZE
 from ._oob import dumps_out_of_band
+from ._pool import BufferPool
 
 if TYPE_CHECKING:
     import socket
@@ -38,6 +39,7 @@ __all__ = [
     "TruncatedMessageError",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_BUFFERS",
+    "BufferPool",
 ]
 
 # Receive buffers are allocated as the data arrives, this many bytes of them at a time, so a
@@ -57,7 +59,10 @@ def _message_views(obj: Any, protocol: int | None) -> list[memoryview]:
     return [memoryview(head), memoryview(pickled.stream), *pickled.buffers]
 
 
-def _read_message(fill: _Fill, max_message_size: int, max_buffers: int) -> Any:
+def _read_message(
+    fill: _Fill, max_message_size: int, max_buffers: int, pool: BufferPool | None
+) -> Any:
+    allocate = pool.allocate if pool is not None else aligned_empty
     head = memoryview(bytearray(_framing.HEADER.size))
     got = read_views(fill, [head])
     if got == 0:
@@ -72,7 +77,7 @@ def _read_message(fill: _Fill, max_message_size: int, max_buffers: int) -> Any:
         raise TruncatedMessageError("picklex message cut short in its buffer table")
     layout = _framing.decode_table(head, frame, table)
 
-    stream = aligned_empty(frame.stream_length)
+    stream = allocate(frame.stream_length)
     buffers: list[memoryview] = []
     batch = [stream]
     batch_bytes = frame.stream_length
@@ -91,7 +96,7 @@ def _read_message(fill: _Fill, max_message_size: int, max_buffers: int) -> Any:
     for length, _readonly in layout:
         if batch_bytes >= _RECEIVE_BATCH:
             receive()
-        view = aligned_empty(length)
+        view = allocate(length)
         buffers.append(view)
         batch.append(view)
         batch_bytes += length
@@ -130,6 +135,7 @@ def recv(
     *,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_buffers: int = DEFAULT_MAX_BUFFERS,
+    pool: BufferPool | None = None,
 ) -> Any:
     """Receive one message sent by :func:`send` and return its object.
 
@@ -141,6 +147,10 @@ def recv(
     ``max_message_size`` bytes (default 4 GiB, header and table included) or more than
     ``max_buffers`` buffers (default 65536); both limits are checked before anything is
     allocated. Socket timeouts and errors propagate as ``OSError``.
+
+    With ``pool=`` (a :class:`BufferPool`) receive memory comes from the pool and returns
+    to it once the received objects are gone, so repeated messages reuse memory that is
+    already faulted in.
     """
 
     import socket  # here, not at module level: ``import picklex`` stays light
@@ -148,7 +158,7 @@ def recv(
     def fill(batch: list[memoryview]) -> int:
         return sock.recvmsg_into(batch, 0, socket.MSG_WAITALL)[0]
 
-    return _read_message(fill, max_message_size, max_buffers)
+    return _read_message(fill, max_message_size, max_buffers, pool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +214,12 @@ def read_message(
     *,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_buffers: int = DEFAULT_MAX_BUFFERS,
+    pool: BufferPool | None = None,
 ) -> Any:
     """Read one message written by :func:`write_message` (or :func:`send`) from a stream.
 
     Uses ``file.readinto`` into aligned memory when the stream has it, ``file.read``
-    otherwise. Errors and limits as for :func:`recv`; :class:`EOFError` at a clean end of
-    the stream.
+    otherwise. Errors, limits and ``pool`` as for :func:`recv`; :class:`EOFError` at a
+    clean end of the stream.
     """
-    return _read_message(_stream_fill(file), max_message_size, max_buffers)
+    return _read_message(_stream_fill(file), max_message_size, max_buffers, pool)

@@ -8,6 +8,7 @@ sending side by the memory the send allocates, never by timing.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import pickle
@@ -592,3 +593,52 @@ def test_header_layout_is_as_documented() -> None:
     assert payload == stream_length + 2 and len(data) == 32 + 16 + payload
     stream = data[48 : 48 + stream_length]
     assert pickle.loads(stream, buffers=[data[48 + stream_length :]])[1] == "s"
+
+
+# ------------------------------------------------------------------------------- BufferPool
+
+
+def test_pool_reuses_memory_once_the_objects_are_gone() -> None:
+    pool = picklex.BufferPool()
+    sent = np.arange(1 << 13, dtype=np.float64)  # 64 KiB: fits the socket buffer
+    with connected() as (a, b):
+        picklex.send(a, sent)
+        first = picklex.recv(b, pool=pool)
+        first_address = address(first)
+        assert np.array_equal(first, sent) and pool.misses == 1 and pool.hits == 0
+        del first
+        gc.collect()
+        assert pool.reserved_bytes >= sent.nbytes
+        picklex.send(a, sent * 2)
+        second = picklex.recv(b, pool=pool)
+        assert pool.hits == 1 and address(second) == first_address
+        assert np.array_equal(second, sent * 2) and address(second) % ALIGN == 0
+
+
+def test_pool_never_reuses_memory_still_in_use() -> None:
+    pool = picklex.BufferPool()
+    stream = io.BytesIO()
+    for value in range(4):
+        picklex.write_message(stream, np.full(1 << 14, value, dtype=np.int64))
+    stream.seek(0)
+    kept = [picklex.read_message(stream, pool=pool) for _ in range(2)]
+    view = kept[1][100:200]  # a derived view is a user too
+    del kept[1]
+    gc.collect()
+    kept.append(picklex.read_message(stream, pool=pool))
+    kept.append(picklex.read_message(stream, pool=pool))
+    assert pool.hits == 0 and pool.misses == 4
+    assert [int(k[0]) for k in kept] == [0, 2, 3] and np.all(view == 1)
+    addresses = {address(k) for k in kept} | {address(view) - 100 * 8}
+    assert len(addresses) == 4
+
+
+def test_pool_budget() -> None:
+    pool = picklex.BufferPool(max_bytes=0)
+    data = message_bytes(np.ones(1 << 14))
+    for _ in range(3):
+        got = picklex.read_message(io.BytesIO(data), pool=pool)
+        del got
+        gc.collect()
+        assert pool.reserved_bytes == 0
+    assert pool.hits == 0 and pool.misses == 3
