@@ -120,13 +120,13 @@ template <class Source, class Handler> class Reader {
     bool run();
 
   private:
-    bool fail(Errc code, std::string detail);
-    bool fail_handler();
-    bool fail_source(bool at_opcode_start);
-    bool fail_too_large(const char* what);
+    PICKLEX_DECODE_COLD bool fail(Errc code, std::string detail);
+    PICKLEX_DECODE_COLD bool fail_handler();
+    PICKLEX_DECODE_COLD bool fail_source(bool at_opcode_start);
+    PICKLEX_DECODE_COLD bool fail_too_large(const char* what);
 
     /// `n` bytes of argument, or nullptr (after which fail_source() explains).
-    const char* take(std::size_t n) {
+    PICKLEX_DECODE_INLINE const char* take(std::size_t n) {
         if (static_cast<std::size_t>(src_.end - src_.next) < n) [[unlikely]] {
             if (!src_.fill(n)) return nullptr;
         }

@@ -109,7 +109,7 @@ template <class Ops> class StackMachine {
         if (marks_.empty() && marks_.capacity() > keep_capacity) marks_.release_memory();
     }
     /// Store `value` (an owned reference) at memo `index`, as the memo setter does.
-    bool memo_put(std::uint64_t index, Object value) noexcept {
+    PICKLEX_DECODE_INLINE bool memo_put(std::uint64_t index, Object value) noexcept {
         Object displaced{};
         if (!memo_.put(index, value, displaced)) {
             ops_.release(value);
@@ -139,16 +139,16 @@ template <class Ops> class StackMachine {
     // ---- Reader handler: control ----
 
     bool on_proto(int protocol) { return ops_.set_protocol(protocol) || fail_ops(); }
-    bool on_stop() {
+    PICKLEX_DECODE_INLINE bool on_stop() {
         Object top{};
         if (!pop(top)) return false;
         if (Object old = std::exchange(result_, top)) ops_.release(old);
         return true;
     }
-    bool on_mark() {
+    PICKLEX_DECODE_INLINE bool on_mark() {
         return marks_.push_back(stack_.size()) || fail(Errc::out_of_memory, "out of memory");
     }
-    bool on_pop() {
+    PICKLEX_DECODE_INLINE bool on_pop() {
         const std::size_t size = stack_.size();
         // MARK lives on its own stack; POP of a MARK that is on top removes the mark.
         if (!marks_.empty() && marks_.back() == size) {
@@ -162,26 +162,26 @@ template <class Ops> class StackMachine {
         return true;
     }
     bool on_pop_mark() {
-        std::size_t mark;
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         truncate_release(mark);
         return true;
     }
-    bool on_dup() {
+    PICKLEX_DECODE_INLINE bool on_dup() {
         if (stack_.size() <= fence()) return underflow();
         return push(ops_.retain(stack_.back()));
     }
 
     // ---- atoms ----
 
-    bool on_none() { return push(ops_.make_none()); }
-    bool on_bool(bool value) { return push(ops_.make_bool(value)); }
-    bool on_int(std::int64_t value) { return push(ops_.make_int(value)); }
+    PICKLEX_DECODE_INLINE bool on_none() { return push(ops_.make_none()); }
+    PICKLEX_DECODE_INLINE bool on_bool(bool value) { return push(ops_.make_bool(value)); }
+    PICKLEX_DECODE_INLINE bool on_int(std::int64_t value) { return push(ops_.make_int(value)); }
     bool on_int_text(const char* text, Op op) { return push(ops_.make_int_text(text, op)); }
     bool on_long_bytes(const char* p, std::size_t n) { return push(ops_.make_long_bytes(p, n)); }
-    bool on_float(double value) { return push(ops_.make_float(value)); }
+    PICKLEX_DECODE_INLINE bool on_float(double value) { return push(ops_.make_float(value)); }
     bool on_float_text(const char* text) { return push(ops_.make_float_text(text)); }
-    bool on_str_utf8(const char* p, std::size_t n) { return push(ops_.make_str_utf8(p, n)); }
+    PICKLEX_DECODE_INLINE bool on_str_utf8(const char* p, std::size_t n) { return push(ops_.make_str_utf8(p, n)); }
     bool on_str_raw_unicode_escape(const char* p, std::size_t n) {
         return push(ops_.make_str_raw_unicode_escape(p, n));
     }
@@ -189,7 +189,7 @@ template <class Ops> class StackMachine {
     bool on_py2_str_escaped(const char* p, std::size_t n) {
         return push(ops_.make_py2_str_escaped(p, n));
     }
-    bool on_bytes(const char* p, std::size_t n) { return push(ops_.make_bytes(p, n)); }
+    PICKLEX_DECODE_INLINE bool on_bytes(const char* p, std::size_t n) { return push(ops_.make_bytes(p, n)); }
     bool on_bytearray(const char* p, std::size_t n) { return push(ops_.make_bytearray(p, n)); }
     bool on_next_buffer() { return push(ops_.next_buffer()); }
     bool on_readonly_buffer() {
@@ -199,26 +199,26 @@ template <class Ops> class StackMachine {
 
     // ---- containers ----
 
-    bool on_tuple_n(int n) {
+    PICKLEX_DECODE_INLINE bool on_tuple_n(int n) {
         const std::size_t size = stack_.size();
         const auto count = static_cast<std::size_t>(n);
         if (size < count || size - count < fence()) return underflow();
         return pop_into_tuple(size - count);
     }
-    bool on_tuple() {
-        std::size_t mark;
+    PICKLEX_DECODE_INLINE bool on_tuple() {
+        std::size_t mark = 0;
         return marker(mark) && pop_into_tuple(mark);
     }
-    bool on_list() {
-        std::size_t mark;
+    PICKLEX_DECODE_INLINE bool on_list() {
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         Object* items = stack_.data() + mark;
         const std::size_t n = stack_.size() - mark;
         stack_.truncate(mark);
         return push(ops_.make_list(items, n));
     }
-    bool on_dict() {
-        std::size_t mark;
+    PICKLEX_DECODE_INLINE bool on_dict() {
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         const std::size_t n = stack_.size() - mark;
         if (n % 2 != 0) return fail(Errc::bad_type, "odd number of items for DICT");
@@ -227,35 +227,35 @@ template <class Ops> class StackMachine {
         return push(dict);
     }
     bool on_frozenset() {
-        std::size_t mark;
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         Object* items = stack_.data() + mark;
         const std::size_t n = stack_.size() - mark;
         stack_.truncate(mark);
         return push(ops_.make_frozenset(items, n));
     }
-    bool on_empty_list() { return push(ops_.make_empty_list()); }
-    bool on_empty_dict() { return push(ops_.make_empty_dict()); }
-    bool on_empty_set() { return push(ops_.make_empty_set()); }
+    PICKLEX_DECODE_INLINE bool on_empty_list() { return push(ops_.make_empty_list()); }
+    PICKLEX_DECODE_INLINE bool on_empty_dict() { return push(ops_.make_empty_dict()); }
+    PICKLEX_DECODE_INLINE bool on_empty_set() { return push(ops_.make_empty_set()); }
 
-    bool on_append() {
+    PICKLEX_DECODE_INLINE bool on_append() {
         const auto size = static_cast<std::ptrdiff_t>(stack_.size());
         if (size - 1 <= static_cast<std::ptrdiff_t>(fence())) return underflow();
         return extend_from(static_cast<std::size_t>(size - 1));
     }
-    bool on_appends() {
-        std::size_t mark;
+    PICKLEX_DECODE_INLINE bool on_appends() {
+        std::size_t mark = 0;
         return marker(mark) && extend_from(mark);
     }
-    bool on_setitem() {
+    PICKLEX_DECODE_INLINE bool on_setitem() {
         return setitems_from(static_cast<std::ptrdiff_t>(stack_.size()) - 2);
     }
-    bool on_setitems() {
-        std::size_t mark;
+    PICKLEX_DECODE_INLINE bool on_setitems() {
+        std::size_t mark = 0;
         return marker(mark) && setitems_from(static_cast<std::ptrdiff_t>(mark));
     }
     bool on_additems() {
-        std::size_t mark;
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         const std::size_t size = stack_.size();
         if (mark > size || mark <= fence()) return underflow();
@@ -268,8 +268,8 @@ template <class Ops> class StackMachine {
 
     // ---- memo ----
 
-    bool on_get(std::uint32_t index) { return get(index); }
-    bool on_put(std::uint32_t index) {
+    PICKLEX_DECODE_INLINE bool on_get(std::uint32_t index) { return get(index); }
+    PICKLEX_DECODE_INLINE bool on_put(std::uint32_t index) {
         if (stack_.size() <= fence()) return underflow();
         return memo_put(index, ops_.retain(stack_.back()));
     }
@@ -284,7 +284,7 @@ template <class Ops> class StackMachine {
         if (index < 0) return fail(Errc::bad_memo_key, "negative PUT argument");
         return memo_put(static_cast<std::uint64_t>(index), ops_.retain(stack_.back()));
     }
-    bool on_memoize() {
+    PICKLEX_DECODE_INLINE bool on_memoize() {
         if (stack_.size() <= fence()) return underflow();
         return memo_put(memo_.size(), ops_.retain(stack_.back()));
     }
@@ -295,7 +295,7 @@ template <class Ops> class StackMachine {
         return push(ops_.find_global(module, name, Op::GLOBAL));
     }
     bool on_inst(std::string_view module, std::string_view name) {
-        std::size_t mark;
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         Object cls = ops_.find_global(module, name, Op::INST);
         if (!cls) return fail_ops();
@@ -313,7 +313,7 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool on_obj() {
-        std::size_t mark;
+        std::size_t mark = 0;
         if (!marker(mark)) return false;
         const std::size_t size = stack_.size();
         if (size <= mark) return underflow();
@@ -331,7 +331,7 @@ template <class Ops> class StackMachine {
         ops_.release(args);
         return push(obj);
     }
-    bool on_stack_global() {
+    PICKLEX_DECODE_INLINE bool on_stack_global() {
         Object name{}, module{};
         if (!pop(name)) return false;
         if (!pop(module)) {
@@ -344,7 +344,7 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool on_ext(std::int32_t code) { return push(ops_.extension(code)); }
-    bool on_reduce() {
+    PICKLEX_DECODE_INLINE bool on_reduce() {
         Object args{}, callable{};
         if (!pop(args)) return false;
         if (!pop(callable)) {
@@ -356,7 +356,7 @@ template <class Ops> class StackMachine {
         ops_.release(args);
         return push(obj);
     }
-    bool on_newobj() {
+    PICKLEX_DECODE_INLINE bool on_newobj() {
         Object args{}, cls{};
         if (!pop(args)) return false;
         if (!pop(cls)) {
@@ -386,7 +386,7 @@ template <class Ops> class StackMachine {
         ops_.release(kwargs);
         return push(obj);
     }
-    bool on_build() {
+    PICKLEX_DECODE_INLINE bool on_build() {
         const auto size = static_cast<std::ptrdiff_t>(stack_.size());
         if (size - 2 < static_cast<std::ptrdiff_t>(fence())) return underflow();
         Object state = stack_.back();
@@ -406,9 +406,9 @@ template <class Ops> class StackMachine {
     }
 
   private:
-    std::size_t fence() const noexcept { return marks_.empty() ? 0 : marks_.back(); }
+    PICKLEX_DECODE_INLINE std::size_t fence() const noexcept { return marks_.empty() ? 0 : marks_.back(); }
 
-    bool get(std::int64_t index) {
+    PICKLEX_DECODE_INLINE bool get(std::int64_t index) {
         Object value = index < 0 ? Object{} : memo_.get(static_cast<std::uint64_t>(index));
         if (!value)
             return fail(Errc::memo_missing,
@@ -429,35 +429,35 @@ template <class Ops> class StackMachine {
                         detail::python_repr(std::string_view(line.data())));
     }
 
-    bool fail(Errc code, std::string detail) {
+    PICKLEX_DECODE_COLD bool fail(Errc code, std::string detail) {
         error_.code = code;
         error_.detail = std::move(detail);
         return false;
     }
-    bool fail_ops() {
+    PICKLEX_DECODE_COLD bool fail_ops() {
         error_.code = Errc::external;
         error_.detail.clear();
         ops_.describe_failure(error_);
         return false;
     }
-    bool underflow() {
+    PICKLEX_DECODE_COLD bool underflow() {
         // Hitting a MARK while popping means the pickle misplaced one.
         return marks_.empty() ? fail(Errc::stack_underflow, "unpickling stack underflow")
                               : fail(Errc::unexpected_mark, "unexpected MARK found");
     }
-    bool marker(std::size_t& mark) {
+    PICKLEX_DECODE_INLINE bool marker(std::size_t& mark) {
         if (marks_.empty()) return fail(Errc::mark_missing, "could not find MARK");
         mark = marks_.back();
         marks_.pop_back();
         return true;
     }
-    bool pop(Object& out) {
+    PICKLEX_DECODE_INLINE bool pop(Object& out) {
         if (stack_.size() <= fence()) return underflow();
         out = stack_.back();
         stack_.pop_back();
         return true;
     }
-    bool push(Object obj) {
+    PICKLEX_DECODE_INLINE bool push(Object obj) {
         if (!obj) [[unlikely]]
             return fail_ops();
         if (!stack_.push_back(obj)) [[unlikely]] {
@@ -474,7 +474,7 @@ template <class Ops> class StackMachine {
             ops_.release(top);
         }
     }
-    bool pop_into_tuple(std::size_t start) {
+    PICKLEX_DECODE_INLINE bool pop_into_tuple(std::size_t start) {
         Object* items = stack_.data() + start;
         const std::size_t n = stack_.size() - start;
         // The items leave the stack before the call that steals them, so nothing that runs
@@ -482,7 +482,7 @@ template <class Ops> class StackMachine {
         stack_.truncate(start);
         return push(ops_.make_tuple(items, n));
     }
-    bool extend_from(std::size_t start) {
+    PICKLEX_DECODE_INLINE bool extend_from(std::size_t start) {
         const std::size_t size = stack_.size();
         if (start > size || start <= fence()) return underflow();
         if (start == size) return true;
@@ -491,7 +491,7 @@ template <class Ops> class StackMachine {
         stack_.truncate(start);
         return ops_.list_extend(list, items, size - start) || fail_ops();
     }
-    bool setitems_from(std::ptrdiff_t start) {
+    PICKLEX_DECODE_INLINE bool setitems_from(std::ptrdiff_t start) {
         const auto size = static_cast<std::ptrdiff_t>(stack_.size());
         if (start > size || start <= static_cast<std::ptrdiff_t>(fence())) return underflow();
         if (start == size) return true;

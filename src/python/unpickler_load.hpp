@@ -26,12 +26,17 @@ PyObject* run_load(PyMachine& machine, Source& source, LoadSettings settings) {
         machine.begin();
         machine.ops().configure(std::move(settings));
         Reader<Source, PyMachine> reader(source, machine);
-        if (reader.run()) {
+        if constexpr (requires { source.gc; }) source.gc = &machine.ops().gc();
+        machine.ops().gc().begin();
+        const bool ok = reader.run();
+        machine.ops().gc().end();
+        if (ok) {
             result = machine.take_result();
         } else {
             raise_load_error(machine.error(), machine.ops().own_error_type());
         }
     } catch (const std::bad_alloc&) {
+        machine.ops().gc().end();
         Py_CLEAR(result);
         PyErr_NoMemory();
     }

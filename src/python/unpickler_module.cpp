@@ -11,6 +11,7 @@
 #include "module_api.hpp"
 #include "module_state.hpp"
 #include "unpickler_load.hpp"
+#include "unpickler_ops.hpp"
 #include "unpickler_source.hpp"
 #include "unpickler_type.hpp"
 
@@ -208,7 +209,7 @@ PyMethodDef unpickler_functions[] = {
 } // namespace
 
 bool add_unpickler_api(PyObject* module) {
-    if (!ready_unpickler_types()) return false;
+    if (!ready_unpickler_types() || !init_find_class()) return false;
     PyObject* type = reinterpret_cast<PyObject*>(unpickler_type());
     if (PyModule_AddObjectRef(module, "Unpickler", type) < 0) return false;
     return PyModule_AddFunctions(module, unpickler_functions) == 0;

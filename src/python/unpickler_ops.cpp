@@ -5,11 +5,32 @@
 // subclasses (extend/append/add/__setstate__), so a pickle loads identically.
 #include "unpickler_ops.hpp"
 
+#include <cstdint>
+#include <cstring>
+#include <optional>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "module_state.hpp"
 
 namespace picklex::py {
 
 namespace {
+
+/// Copy a large payload into freshly allocated memory. A fresh 100 MiB block costs 25,600
+/// page faults on first touch, which take three times as long as the copy; asking for
+/// transparent huge pages (2 MiB) first makes that a few dozen.
+void copy_into_fresh(char* dest, const char* src, std::size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
+    const auto begin = (reinterpret_cast<std::uintptr_t>(dest) + kHuge - 1) & ~(kHuge - 1);
+    const auto end = (reinterpret_cast<std::uintptr_t>(dest) + n) & ~(kHuge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+    std::memcpy(dest, src, n);
+}
 
 /// getattr(obj, name) with the dotted walk of protocol 4 ("Outer.Inner.method").
 PyObject* get_attribute(PyObject* module, PyObject* name, bool dotted) {
@@ -88,7 +109,88 @@ bool map_python2_name(PyObject*& module_name, PyObject*& global_name, Ref& keep_
     return !PyErr_Occurred();
 }
 
+/// What find_class needs to import without the general machinery when nothing is unusual.
+struct ImportFastPath {
+    PyObject* builtin_import = nullptr; // the interpreter's own builtins.__import__
+    PyObject* name_import = nullptr;    // "__import__"
+    PyObject* name_builtins = nullptr;  // "__builtins__"
+    PyObject* name_spec = nullptr;      // "__spec__"
+    PyObject* name_initializing = nullptr; // "_initializing"
+};
+ImportFastPath g_import;
+
+/// The __import__ that PyImport_Import would call: the one in the caller's builtins.
+PyObject* current_import_function() {
+    PyObject* globals = PyEval_GetGlobals(); // borrowed
+    if (!globals) return nullptr;
+    PyObject* builtins = PyDict_GetItemWithError(globals, g_import.name_builtins);
+    if (!builtins) return nullptr;
+    if (PyDict_Check(builtins)) return PyDict_GetItemWithError(builtins, g_import.name_import);
+    if (PyModule_Check(builtins))
+        return PyDict_GetItemWithError(PyModule_GetDict(builtins), g_import.name_import);
+    return nullptr;
+}
+
+/// PyImport_Import(name), minus its cost when the module is already fully imported and
+/// __import__ is the builtin one: then the import is exactly the sys.modules entry, after
+/// the same "still initializing in another thread?" check the import system makes.
+PyObject* import_module(PyObject* name) {
+    if (g_import.builtin_import && current_import_function() == g_import.builtin_import) {
+        // sys.modules directly: PyImport_GetModule would make the same initializing check
+        // but raise and clear an AttributeError for every module whose __spec__ is None.
+        PyObject* modules = PyImport_GetModuleDict();
+        PyObject* module = modules && PyDict_CheckExact(modules)
+                               ? Py_XNewRef(PyDict_GetItemWithError(modules, name))
+                               : nullptr;
+        if (module && module != Py_None) {
+            // __spec__._initializing, missing meaning "no" (scripts run as __main__ have
+            // __spec__ = None).
+            int busy = 0;
+            PyObject* spec = nullptr;
+            if (_PyObject_LookupAttr(module, g_import.name_spec, &spec) < 0) busy = -1;
+            if (spec && spec != Py_None) {
+                PyObject* initializing = nullptr;
+                if (_PyObject_LookupAttr(spec, g_import.name_initializing, &initializing) < 0)
+                    busy = -1;
+                if (initializing) {
+                    busy = PyObject_IsTrue(initializing);
+                    Py_DECREF(initializing);
+                }
+            }
+            Py_XDECREF(spec);
+            if (busy == 0) return module;
+        }
+        Py_XDECREF(module);
+    }
+    PyErr_Clear();
+    return PyImport_Import(name);
+}
+
 } // namespace
+
+bool init_find_class() {
+    g_import.name_import = PyUnicode_InternFromString("__import__");
+    g_import.name_builtins = PyUnicode_InternFromString("__builtins__");
+    g_import.name_spec = PyUnicode_InternFromString("__spec__");
+    g_import.name_initializing = PyUnicode_InternFromString("_initializing");
+    if (!g_import.name_import || !g_import.name_builtins || !g_import.name_spec ||
+        !g_import.name_initializing)
+        return false;
+    Ref builtins = Ref::steal(PyImport_ImportModule("builtins"));
+    if (!builtins) return false;
+    PyObject* import = PyObject_GetAttr(builtins.get(), g_import.name_import);
+    if (!import) return false;
+    // Only the real builtin qualifies; a replacement installed earlier keeps being called.
+    if (PyCFunction_Check(import) &&
+        std::strcmp(reinterpret_cast<PyCFunctionObject*>(import)->m_ml->ml_name, "__import__") ==
+            0 &&
+        PyCFunction_GET_SELF(import) == builtins.get()) {
+        g_import.builtin_import = import; // kept for the life of the process
+    } else {
+        Py_DECREF(import);
+    }
+    return true;
+}
 
 PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name,
                      PyObject* global_name) {
@@ -97,9 +199,9 @@ PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name,
     if (protocol < 3 && fix_imports &&
         !map_python2_name(module_name, global_name, keep_module, keep_name))
         return nullptr;
-    // PyImport_Import, not a sys.modules lookup: it honours a replaced __import__ and waits
-    // for a module that another thread is still initializing (bpo-34572).
-    Ref module = Ref::steal(PyImport_Import(module_name));
+    // As PyImport_Import: honours a replaced __import__ and waits for a module that another
+    // thread is still initializing (bpo-34572).
+    Ref module = Ref::steal(import_module(module_name));
     if (!module) return nullptr;
     return get_attribute(module.get(), global_name, protocol >= 4);
 }
@@ -125,6 +227,18 @@ PyObject* PyOps::make_float_text(const char* text) {
     return PyFloat_FromDouble(value);
 }
 
+PyObject* PyOps::make_large_bytes(const char* p, std::size_t n) {
+    PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+    if (bytes) copy_into_fresh(PyBytes_AS_STRING(bytes), p, n);
+    return bytes;
+}
+
+PyObject* PyOps::make_large_bytearray(const char* p, std::size_t n) {
+    PyObject* array = PyByteArray_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+    if (array) copy_into_fresh(PyByteArray_AS_STRING(array), p, n);
+    return array;
+}
+
 PyObject* PyOps::make_py2_str(const char* p, std::size_t n) {
     if (settings_.encoding_is_bytes) return make_bytes(p, n);
     return PyUnicode_Decode(p, static_cast<Py_ssize_t>(n), settings_.encoding.c_str(),
@@ -145,6 +259,7 @@ PyObject* PyOps::next_buffer() {
         return own_error(state().UnpicklingError,
                          "pickle stream refers to out-of-band data but no *buffers* argument "
                          "was given");
+    GcPause::Resume user_code(gc_);
     PyObject* buffer = PyIter_Next(settings_.buffers);
     if (!buffer && !PyErr_Occurred())
         return own_error(state().UnpicklingError, "not enough out-of-band buffers");
@@ -215,6 +330,7 @@ bool PyOps::set_additems(PyObject* set, PyObject** items, std::size_t n) {
         }
         return true;
     }
+    GcPause::Resume user_code(gc_);
     Ref add = Ref::steal(PyObject_GetAttr(set, state().names.add));
     if (!add) {
         release_all(items, n);
@@ -232,6 +348,8 @@ bool PyOps::set_additems(PyObject* set, PyObject** items, std::size_t n) {
 }
 
 PyObject* PyOps::call_find_class(PyObject* module, PyObject* name) {
+    // Imports run module code.
+    GcPause::Resume user_code(gc_);
     if (settings_.call_find_class)
         return PyObject_CallMethodObjArgs(settings_.unpickler, state().names.find_class, module,
                                           name, nullptr);
@@ -294,12 +412,15 @@ PyObject* PyOps::newobj_ex(PyObject* cls, PyObject* args, PyObject* kwargs) {
     if (!PyTuple_Check(args)) return complain(" args argument must be a tuple, not ", args);
     if (kwargs && !PyDict_Check(kwargs))
         return complain(" kwargs argument must be a dict, not ", kwargs);
+    if (type->tp_new == PyBaseObject_Type.tp_new) return type->tp_new(type, args, kwargs);
+    GcPause::Resume user_code(gc_); // a __new__ written in Python
     return type->tp_new(type, args, kwargs);
 }
 
 PyObject* PyOps::instantiate(PyObject* cls, PyObject* args) {
     // OBJ/INST of a class without arguments and without __getinitargs__ skips __init__, as
     // Python 2's classic instances did.
+    GcPause::Resume user_code(gc_);
     if (PyTuple_GET_SIZE(args) == 0 && PyType_Check(cls)) {
         PyObject* func = nullptr;
         if (_PyObject_LookupAttr(cls, state().names.__getinitargs__, &func) < 0) return nullptr;
@@ -315,6 +436,7 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
     if (_PyObject_LookupAttr(inst, names.__setstate__, &setstate) < 0) return false;
     if (setstate) {
         Ref method = Ref::steal(setstate);
+        GcPause::Resume user_code(gc_);
         Ref result = Ref::steal(PyObject_CallOneArg(method.get(), state_obj));
         return static_cast<bool>(result);
     }
@@ -332,6 +454,8 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
         Ref dict = Ref::steal(PyObject_GetAttr(inst, names.__dict__));
         if (!dict) return false;
         const bool exact = PyDict_CheckExact(dict.get());
+        std::optional<GcPause::Resume> user_code;
+        if (!exact) user_code.emplace(gc_); // a mapping with its own __setitem__
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         while (PyDict_Next(dict_state, &pos, &key, &value)) {
@@ -347,6 +471,7 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
     if (slot_state) {
         if (!PyDict_Check(slot_state))
             return own_error(state().UnpicklingError, "slot state is not a dictionary"), false;
+        GcPause::Resume user_code(gc_); // descriptors may run code
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         while (PyDict_Next(slot_state, &pos, &key, &value))
@@ -368,6 +493,7 @@ PyObject* PyOps::persistent_load(PyObject* pid) {
     // Hold the hook while it runs: it may replace itself.
     Ref func = Ref::borrow(*settings_.pers_func);
     PyObject* self = settings_.pers_func_self ? *settings_.pers_func_self : nullptr;
+    GcPause::Resume user_code(gc_);
     if (self) return PyObject_CallFunctionObjArgs(func.get(), self, pid, nullptr);
     return PyObject_CallOneArg(func.get(), pid);
 }

@@ -18,6 +18,7 @@
 #include "picklex/opcodes.hpp"
 #include "picklex/stack_machine.hpp"
 #include "refs.hpp"
+#include "unpickler_gc.hpp"
 
 namespace picklex::py {
 
@@ -40,6 +41,9 @@ struct LoadSettings {
 /// the import, then the (dotted, for protocol >= 4) attribute lookup.
 PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name, PyObject* global_name);
 
+/// Module-init step for find_class; false with an exception set.
+bool init_find_class();
+
 class PyOps {
   public:
     using Object = PyObject*;
@@ -50,6 +54,7 @@ class PyOps {
         protocol_ = 0;
         own_type_ = nullptr;
     }
+    GcPause& gc() noexcept { return gc_; }
     /// Forget the borrowed pointers of the last load.
     void unconfigure() noexcept {
         settings_.buffers = nullptr;
@@ -85,15 +90,15 @@ class PyOps {
 
     static PyObject* make_none() noexcept { return Py_NewRef(Py_None); }
     static PyObject* make_bool(bool value) noexcept { return Py_NewRef(value ? Py_True : Py_False); }
-    static PyObject* make_int(std::int64_t value) noexcept { return PyLong_FromLongLong(value); }
-    static PyObject* make_float(double value) noexcept { return PyFloat_FromDouble(value); }
+    PICKLEX_DECODE_INLINE static PyObject* make_int(std::int64_t value) noexcept { return PyLong_FromLongLong(value); }
+    PICKLEX_DECODE_INLINE static PyObject* make_float(double value) noexcept { return PyFloat_FromDouble(value); }
     PyObject* make_int_text(const char* text, Op op);
     static PyObject* make_long_bytes(const char* p, std::size_t n) {
         return _PyLong_FromByteArray(reinterpret_cast<const unsigned char*>(p), n, 1, 1);
     }
     static PyObject* make_float_text(const char* text);
 
-    static PyObject* make_str_utf8(const char* p, std::size_t n) {
+    PICKLEX_DECODE_INLINE static PyObject* make_str_utf8(const char* p, std::size_t n) {
         // Most pickled strings are ASCII: build them directly instead of running the
         // general UTF-8 decoder with its error-handler setup.
         if (is_ascii(p, n)) {
@@ -110,10 +115,12 @@ class PyOps {
     }
     PyObject* make_py2_str(const char* p, std::size_t n);
     PyObject* make_py2_str_escaped(const char* p, std::size_t n);
-    static PyObject* make_bytes(const char* p, std::size_t n) {
+    PICKLEX_DECODE_INLINE static PyObject* make_bytes(const char* p, std::size_t n) {
+        if (n >= kLargePayload) return make_large_bytes(p, n);
         return PyBytes_FromStringAndSize(p, static_cast<Py_ssize_t>(n));
     }
     static PyObject* make_bytearray(const char* p, std::size_t n) {
+        if (n >= kLargePayload) return make_large_bytearray(p, n);
         return PyByteArray_FromStringAndSize(p, static_cast<Py_ssize_t>(n));
     }
     PyObject* next_buffer();
@@ -121,14 +128,14 @@ class PyOps {
 
     // ---- containers ----
 
-    static PyObject* make_tuple(PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE static PyObject* make_tuple(PyObject** items, std::size_t n) {
         PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(n));
         if (!tuple) return release_all(items, n), nullptr;
         for (std::size_t i = 0; i < n; ++i)
             PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), items[i]);
         return tuple;
     }
-    static PyObject* make_list(PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE static PyObject* make_list(PyObject** items, std::size_t n) {
         PyObject* list = PyList_New(static_cast<Py_ssize_t>(n));
         if (!list) return release_all(items, n), nullptr;
         for (std::size_t i = 0; i < n; ++i)
@@ -145,36 +152,45 @@ class PyOps {
     static PyObject* make_empty_dict() noexcept { return PyDict_New(); }
     static PyObject* make_empty_set() noexcept { return PySet_New(nullptr); }
 
-    static bool list_extend(PyObject* list, PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE bool list_extend(PyObject* list, PyObject** items, std::size_t n) {
         if (PyList_CheckExact(list)) return append_to_exact_list(list, items, n);
+        GcPause::Resume user_code(gc_);
         return list_extend_generic(list, items, n);
     }
-    static bool dict_setitems(PyObject* dict, PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE bool dict_setitems(PyObject* dict, PyObject** items, std::size_t n) {
         if (PyDict_CheckExact(dict)) return set_pairs(dict, items, n);
+        GcPause::Resume user_code(gc_);
         for (std::size_t i = 0; i < n; i += 2)
             if (PyObject_SetItem(dict, items[i], items[i + 1]) < 0) return false;
         return true;
     }
-    static bool set_additems(PyObject* set, PyObject** items, std::size_t n);
+    bool set_additems(PyObject* set, PyObject** items, std::size_t n);
 
     // ---- globals, calls, persistence ----
 
     PyObject* find_global(std::string_view module, std::string_view name, Op op);
     PyObject* stack_global(PyObject* module, PyObject* name);
     PyObject* extension(std::int32_t code);
-    static PyObject* reduce(PyObject* callable, PyObject* args) {
+    PyObject* reduce(PyObject* callable, PyObject* args) {
+        GcPause::Resume user_code(gc_);
         return PyObject_CallObject(callable, args);
     }
     PyObject* newobj(PyObject* cls, PyObject* args) { return newobj_ex(cls, args, nullptr); }
     PyObject* newobj_ex(PyObject* cls, PyObject* args, PyObject* kwargs);
-    static PyObject* instantiate(PyObject* cls, PyObject* args);
+    PyObject* instantiate(PyObject* cls, PyObject* args);
     bool build(PyObject* inst, PyObject* state);
     bool check_persistent_load();
     PyObject* persistent_load(PyObject* pid);
     PyObject* persistent_load_text(std::string_view pid);
 
   private:
-    static bool is_ascii(const char* p, std::size_t n) noexcept {
+    /// Payloads from this size on are copied into memory backed by huge pages where the OS
+    /// offers them: first-touch page faults otherwise cost more than the copy itself.
+    static constexpr std::size_t kLargePayload = std::size_t{4} << 20;
+    static PyObject* make_large_bytes(const char* p, std::size_t n);
+    static PyObject* make_large_bytearray(const char* p, std::size_t n);
+
+    PICKLEX_DECODE_INLINE static bool is_ascii(const char* p, std::size_t n) noexcept {
         std::uint64_t bits = 0;
         std::size_t i = 0;
         for (; i + 8 <= n; i += 8) {
@@ -188,14 +204,14 @@ class PyOps {
     static void release_all(PyObject** items, std::size_t n) noexcept {
         for (std::size_t i = 0; i < n; ++i) Py_DECREF(items[i]);
     }
-    static bool set_pairs(PyObject* dict, PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE static bool set_pairs(PyObject* dict, PyObject** items, std::size_t n) {
         for (std::size_t i = 0; i < n; i += 2)
             if (PyDict_SetItem(dict, items[i], items[i + 1]) < 0) return false;
         return true;
     }
     /// APPENDS into an exact list: grow its item array once and move the references in,
     /// with list_resize's over-allocation so repeated batches stay amortized O(1).
-    static bool append_to_exact_list(PyObject* obj, PyObject** items, std::size_t n) {
+    PICKLEX_DECODE_INLINE static bool append_to_exact_list(PyObject* obj, PyObject** items, std::size_t n) {
         auto* list = reinterpret_cast<PyListObject*>(obj);
         const Py_ssize_t size = Py_SIZE(list);
         const auto count = static_cast<Py_ssize_t>(n);
@@ -225,6 +241,7 @@ class PyOps {
     }
 
     LoadSettings settings_;
+    GcPause gc_;
     int protocol_ = 0;
     PyObject* own_type_ = nullptr;
     std::string own_detail_;

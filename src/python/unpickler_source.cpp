@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace picklex::py {
 
@@ -135,7 +136,34 @@ bool FileSource::read_into_scratch(std::size_t kept, std::size_t n) {
     return true;
 }
 
+namespace {
+
+/// Lift the collector pause, if there is one, for the duration of stream calls.
+struct StreamCall {
+    explicit StreamCall(GcPause* gc) {
+        if (gc) resume.emplace(*gc);
+    }
+    std::optional<GcPause::Resume> resume;
+};
+
+} // namespace
+
 bool FileSource::fill(std::size_t n) {
+    StreamCall call(gc);
+    return fill_impl(n);
+}
+
+const char* FileSource::fill_line() {
+    StreamCall call(gc);
+    return fill_line_impl();
+}
+
+bool FileSource::finish() {
+    StreamCall call(gc);
+    return sync();
+}
+
+bool FileSource::fill_impl(std::size_t n) {
     if (!sync()) return false;
     const std::size_t base = offset();
     std::size_t kept = 0;
@@ -173,7 +201,7 @@ bool FileSource::fill(std::size_t n) {
     return ok;
 }
 
-const char* FileSource::fill_line() {
+const char* FileSource::fill_line_impl() {
     if (!sync()) return nullptr;
     const std::size_t base = offset();
     std::size_t kept = 0;

@@ -17,6 +17,7 @@
 #include "picklex/detail/decode_buffer.hpp"
 #include "picklex/error.hpp"
 #include "refs.hpp"
+#include "unpickler_gc.hpp"
 
 namespace picklex::py {
 
@@ -47,16 +48,21 @@ class FileSource {
 
     const char* next = nullptr;
     const char* end = nullptr;
+    /// The load's collector pause, lifted while the stream's methods run (they may be Python).
+    GcPause* gc = nullptr;
 
     bool fill(std::size_t n);
     const char* fill_line();
-    bool finish() { return sync(); }
+
+    bool finish();
     std::size_t offset() const noexcept {
         return base_ + static_cast<std::size_t>(next - begin_);
     }
     Errc failure() const noexcept { return failure_; }
 
   private:
+    bool fill_impl(std::size_t n);
+    const char* fill_line_impl();
     /// Consume from the stream the bytes of a peeked window that the decoder has used.
     bool sync();
     /// Make the window the buffer of `data` (a new reference, taken over).

@@ -12,6 +12,16 @@
 #include <type_traits>
 #include <utility>
 
+// The decode loop is one function: its per-opcode steps must inline into it, and its error
+// paths must stay out of it.
+#if defined(__GNUC__) || defined(__clang__)
+#define PICKLEX_DECODE_INLINE [[gnu::always_inline]] inline
+#define PICKLEX_DECODE_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define PICKLEX_DECODE_INLINE inline
+#define PICKLEX_DECODE_COLD
+#endif
+
 namespace picklex::detail {
 
 template <typename T> class DecodeBuffer {
@@ -46,7 +56,7 @@ template <typename T> class DecodeBuffer {
     const T& back() const noexcept { return data_[size_ - 1]; }
 
     /// Append one value; false (and nothing appended) if memory ran out.
-    bool push_back(T value) noexcept {
+    PICKLEX_DECODE_INLINE bool push_back(T value) noexcept {
         if (size_ == capacity_ && !grow(size_ + 1)) [[unlikely]]
             return false;
         data_[size_++] = value;
