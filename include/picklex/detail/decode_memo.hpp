@@ -30,7 +30,7 @@ template <typename Object> class DecodeMemo {
     std::size_t size() const noexcept { return count_; }
 
     /// The object stored at `index`, or Object{} when there is none.
-    Object get(std::uint64_t index) const noexcept {
+    PICKLEX_DECODE_INLINE Object get(std::uint64_t index) const noexcept {
         if (index < dense_.size()) return dense_[index];
         if (!sparse_) return Object{};
         auto it = sparse_->find(index);
@@ -40,7 +40,7 @@ template <typename Object> class DecodeMemo {
     /// Store `value` (a reference the memo now owns) at `index`. `displaced` receives the
     /// object previously stored there, or Object{}; the caller releases it. Returns false if
     /// memory ran out; then nothing was stored and the caller still owns `value`.
-    bool put(std::uint64_t index, Object value, Object& displaced) noexcept {
+    PICKLEX_DECODE_INLINE bool put(std::uint64_t index, Object value, Object& displaced) noexcept {
         if (index >= dense_.size()) {
             if (index < kDenseFloor || index <= 2 * static_cast<std::uint64_t>(count_) +
                                                      kDenseFloor) {
