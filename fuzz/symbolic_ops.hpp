@@ -267,7 +267,7 @@ class ChunkedSource {
     void window(std::size_t from, std::size_t to) {
         // A new block every time, and the old one freed: stale pointers become ASan reports.
         auto fresh = std::make_unique<char[]>(to - from + 1);
-        std::memcpy(fresh.get(), in_ + from, to - from);
+        if (to > from) std::memcpy(fresh.get(), in_ + from, to - from); // in_ may be null
         block_ = std::move(fresh);
         base_ = from;
         next = block_.get();

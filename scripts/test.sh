@@ -64,7 +64,7 @@ ensure_venv() {
 }
 
 step_deps() {
-    bash "$root/scripts/install-deps.sh" "$base_python" || return 1
+    # System packages once, Python packages into the test environment only.
     ensure_venv || return 1
     bash "$root/scripts/install-deps.sh" "$vpython"
 }
@@ -119,10 +119,13 @@ step_pytest() {
 }
 
 step_asan_core() {
+    # The same build directory and options as scripts/asan-pytest.sh, so the sanitized core
+    # and extension are compiled once for both steps.
     local dir="$root/build/$prefix-asan"
     mkdir -p "$dir"
     cmake_build "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPICKLEX_BUILD_TESTS=ON \
-        -DPICKLEX_BUILD_PYTHON=OFF -DPICKLEX_SANITIZE=address,undefined || return 1
+        -DPICKLEX_BUILD_PYTHON=ON -DPICKLEX_SANITIZE=address,undefined \
+        -DPython_EXECUTABLE="$vpython" || return 1
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
         ctest --test-dir "$dir" --output-on-failure -j "$jobs"
@@ -133,7 +136,7 @@ step_fuzz() {
 }
 
 step_asan_pytest() {
-    bash "$root/scripts/asan-pytest.sh"
+    PYTHON_ASAN="$vpython" bash "$root/scripts/asan-pytest.sh"
 }
 
 # ---- driver ----
