@@ -26,7 +26,6 @@ PyObject* run_load(PyMachine& machine, Source& source, LoadSettings settings) {
         machine.begin();
         machine.ops().configure(std::move(settings));
         Reader<Source, PyMachine> reader(source, machine);
-        if constexpr (requires { source.gc; }) source.gc = &machine.ops().gc();
         machine.ops().gc().begin();
         const bool ok = reader.run();
         machine.ops().gc().end();

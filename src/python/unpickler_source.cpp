@@ -5,9 +5,21 @@
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 
 namespace picklex::py {
+
+namespace {
+
+/// method(n) through vectorcall, as _pickle calls read() and peek().
+PyObject* call_with_size(PyObject* method, std::size_t n) {
+    PyObject* size = PyLong_FromSize_t(n);
+    if (!size) return nullptr;
+    PyObject* result = PyObject_CallOneArg(method, size);
+    Py_DECREF(size);
+    return result;
+}
+
+} // namespace
 
 bool FileMethods::lookup(PyObject* file) {
     const Names& names = state().names;
@@ -39,17 +51,28 @@ void FileSource::drop_object() noexcept {
         has_view_ = false;
         PyBuffer_Release(&view_);
     }
+    object_.reset();
 }
 
-bool FileSource::use_object(PyObject* data, bool peeked, std::size_t base) {
-    Ref owned = Ref::steal(data);
-    Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_CONTIG_RO) < 0) return fail(Errc::external);
-    drop_object();
-    view_ = view;
-    has_view_ = true;
-    begin_ = next = synced_ = static_cast<const char*>(view_.buf);
-    end = begin_ + view_.len;
+inline bool FileSource::use_object(PyObject* data, bool peeked, std::size_t base) {
+    if (!data) return fail(Errc::external);
+    if (PyBytes_CheckExact(data)) {
+        // The usual result: immutable, so holding the object keeps the bytes in place.
+        drop_object();
+        object_ = Ref::steal(data);
+        begin_ = PyBytes_AS_STRING(data);
+        end = begin_ + PyBytes_GET_SIZE(data);
+    } else {
+        Ref owned = Ref::steal(data);
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_CONTIG_RO) < 0) return fail(Errc::external);
+        drop_object();
+        view_ = view;
+        has_view_ = true;
+        begin_ = static_cast<const char*>(view_.buf);
+        end = begin_ + view_.len;
+    }
+    next = synced_ = begin_;
     peeked_ = peeked;
     base_ = base;
     return true;
@@ -58,8 +81,7 @@ bool FileSource::use_object(PyObject* data, bool peeked, std::size_t base) {
 bool FileSource::sync() {
     if (!peeked_ || next <= synced_) return true;
     // This makes a copy nobody needs, but it is how a peeked stream is advanced.
-    Ref result = Ref::steal(
-        PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(next - synced_)));
+    Ref result = Ref::steal(call_with_size(read_.get(), static_cast<std::size_t>(next - synced_)));
     if (!result) return fail(Errc::external);
     synced_ = next;
     return true;
@@ -72,7 +94,7 @@ bool FileSource::keep_unread(std::size_t& kept) {
         kept = 0;
         return true;
     }
-    if (!has_view_ && next && begin_ == scratch_.data()) {
+    if (!has_view_ && !object_ && next && begin_ == scratch_.data()) {
         std::memmove(scratch_.data(), next, kept);
         scratch_.truncate(kept);
         return true;
@@ -119,8 +141,7 @@ bool FileSource::read_into_scratch(std::size_t kept, std::size_t n) {
             }
             got = static_cast<std::size_t>(size);
         } else {
-            Ref data = Ref::steal(
-                PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(step)));
+            Ref data = Ref::steal(call_with_size(read_.get(), step));
             if (!data) return fail(Errc::external);
             Py_buffer view;
             if (PyObject_GetBuffer(data.get(), &view, PyBUF_CONTIG_RO) < 0)
@@ -136,42 +157,23 @@ bool FileSource::read_into_scratch(std::size_t kept, std::size_t n) {
     return true;
 }
 
-namespace {
-
-/// Lift the collector pause, if there is one, for the duration of stream calls.
-struct StreamCall {
-    explicit StreamCall(GcPause* gc) {
-        if (gc) resume.emplace(*gc);
-    }
-    std::optional<GcPause::Resume> resume;
-};
-
-} // namespace
-
 bool FileSource::fill(std::size_t n) {
-    StreamCall call(gc);
-    return fill_impl(n);
+    if (!peeked_ && next == end && !peek_ && n <= kMaxBlindRead) {
+        // The common case without peek(): the window is used up; read exactly what is needed.
+        if (!use_object(call_with_size(read_.get(), n), false, offset())) return false;
+        return static_cast<std::size_t>(end - next) >= n || fail(Errc::truncated);
+    }
+    return fill_general(n);
 }
 
-const char* FileSource::fill_line() {
-    StreamCall call(gc);
-    return fill_line_impl();
-}
-
-bool FileSource::finish() {
-    StreamCall call(gc);
-    return sync();
-}
-
-bool FileSource::fill_impl(std::size_t n) {
+bool FileSource::fill_general(std::size_t n) {
     if (!sync()) return false;
     const std::size_t base = offset();
     std::size_t kept = 0;
     if (!keep_unread(kept)) return false;
     if (kept == 0) {
         if (peek_ && n < kPrefetch) {
-            PyObject* data = PyObject_CallFunction(peek_.get(), "n",
-                                                   static_cast<Py_ssize_t>(kPrefetch));
+            PyObject* data = call_with_size(peek_.get(), kPrefetch);
             if (!data) {
                 if (!PyErr_ExceptionMatches(PyExc_NotImplementedError))
                     return fail(Errc::external);
@@ -186,8 +188,7 @@ bool FileSource::fill_impl(std::size_t n) {
             }
         }
         if (n <= kMaxBlindRead) {
-            PyObject* data = PyObject_CallFunction(read_.get(), "n", static_cast<Py_ssize_t>(n));
-            if (!data || !use_object(data, false, base)) return fail(Errc::external);
+            if (!use_object(call_with_size(read_.get(), n), false, base)) return false;
             return static_cast<std::size_t>(end - next) >= n || fail(Errc::truncated);
         }
         scratch_.clear();
@@ -201,7 +202,7 @@ bool FileSource::fill_impl(std::size_t n) {
     return ok;
 }
 
-const char* FileSource::fill_line_impl() {
+const char* FileSource::fill_line() {
     if (!sync()) return nullptr;
     const std::size_t base = offset();
     std::size_t kept = 0;

@@ -17,7 +17,6 @@
 #include "picklex/detail/decode_buffer.hpp"
 #include "picklex/error.hpp"
 #include "refs.hpp"
-#include "unpickler_gc.hpp"
 
 namespace picklex::py {
 
@@ -48,21 +47,18 @@ class FileSource {
 
     const char* next = nullptr;
     const char* end = nullptr;
-    /// The load's collector pause, lifted while the stream's methods run (they may be Python).
-    GcPause* gc = nullptr;
 
     bool fill(std::size_t n);
     const char* fill_line();
 
-    bool finish();
+    bool finish() { return sync(); }
     std::size_t offset() const noexcept {
         return base_ + static_cast<std::size_t>(next - begin_);
     }
     Errc failure() const noexcept { return failure_; }
 
   private:
-    bool fill_impl(std::size_t n);
-    const char* fill_line_impl();
+    bool fill_general(std::size_t n);
     /// Consume from the stream the bytes of a peeked window that the decoder has used.
     bool sync();
     /// Make the window the buffer of `data` (a new reference, taken over).
@@ -79,7 +75,8 @@ class FileSource {
 
     Ref read_, readline_, readinto_, peek_;
     PyObject** peek_slot_;
-    Py_buffer view_{};
+    Ref object_;      // the window is this bytes object's data...
+    Py_buffer view_{}; // ...or this export of another bytes-like result
     bool has_view_ = false;
     bool peeked_ = false;          // the window was only peeked at, not consumed
     const char* begin_ = nullptr;  // start of the window
