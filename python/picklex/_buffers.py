@@ -86,16 +86,6 @@ def aligned_empty(size: int) -> memoryview:
     return memoryview(block)[start : start + size]
 
 
-def address_of(view: memoryview) -> int:
-    """Address of the first byte of a contiguous buffer (read-only views included)."""
-    np = _numpy()
-    if np is not None:
-        return np.frombuffer(view, dtype=np.uint8).__array_interface__["data"][0]
-    if view.readonly:  # pragma: no cover - ctypes only maps writable buffers
-        raise TypeError("address of a read-only buffer needs numpy")
-    return _address(view)
-
-
 def write_views(emit: Callable[[list[memoryview]], int], views: Iterable[memoryview]) -> int:
     """Push every byte of ``views`` through ``emit`` (a vectored write); returns the total.
 

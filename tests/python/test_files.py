@@ -720,3 +720,65 @@ def test_many_buffers_beyond_iov_max(tmp_path: Path) -> None:
     for use_mmap in (True, False):
         loaded = picklex.load_file(path, mmap=use_mmap, verify=True)
         assert all(np.array_equal(a, b) for a, b in zip(loaded, arrays))
+
+
+# ------------------------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+DTYPES = st.one_of(
+    hnp.integer_dtypes(endianness="="),
+    hnp.floating_dtypes(endianness="="),
+    hnp.complex_number_dtypes(endianness="="),
+    st.just(np.dtype(bool)),
+)
+ARRAYS = hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, max_side=40))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arrays=st.lists(ARRAYS, max_size=5),
+    order=st.sampled_from("CF"),
+    readonly=st.booleans(),
+    compress=st.sampled_from([None, "lz4", "zstd"]),
+)
+def test_arrays_round_trip_property(
+    arrays: list[np.ndarray], order: str, readonly: bool, compress: str | None
+) -> None:
+    import tempfile
+
+    arrays = [np.asarray(a, order=order) for a in arrays]
+    for array in arrays:
+        array.flags.writeable = not readonly
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "p.pkx"
+        picklex.dump_file(arrays, path, compress=compress)
+        for use_mmap in (True, False):
+            loaded = picklex.load_file(path, mmap=use_mmap, writable=True, verify=True)
+            assert len(loaded) == len(arrays)
+            for got, want in zip(loaded, arrays):
+                assert got.dtype == want.dtype and got.shape == want.shape
+                np.testing.assert_array_equal(got, want)
+                if want.nbytes:
+                    assert got.flags.writeable == (not readonly)
+                    assert address(got) % ALIGN == 0
+
+
+@pytest.mark.slow
+def test_one_gib_array_loads_in_constant_time_and_memory(tmp_path: Path) -> None:
+    array = np.ones(1 << 27)  # 1 GiB of float64
+    path = tmp_path / "gib.pkx"
+    picklex.dump_file(array, path)
+    del array
+    gc.collect()
+    before = rss_bytes()
+    start = time.perf_counter()
+    loaded = picklex.load_file(path)
+    elapsed = time.perf_counter() - start
+    grew = rss_bytes() - before
+    assert loaded.nbytes == 1 << 30 and inside_mapping(loaded, path)
+    assert elapsed < 0.05, f"load took {elapsed:.3f} s"
+    assert grew < 8 << 20, f"load grew RSS by {grew} bytes"
+    assert loaded[123_456_789] == 1.0

@@ -642,3 +642,48 @@ def test_pool_budget() -> None:
         gc.collect()
         assert pool.reserved_bytes == 0
     assert pool.hits == 0 and pool.misses == 3
+
+
+# ------------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+ARRAYS = hnp.arrays(
+    st.one_of(hnp.integer_dtypes(endianness="="), hnp.floating_dtypes(endianness="=")),
+    hnp.array_shapes(min_dims=0, max_dims=3, max_side=50),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays=st.lists(ARRAYS, max_size=6),
+    extra=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.binary(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=10,
+    ),
+)
+def test_messages_round_trip_property(arrays: list[np.ndarray], extra: Any) -> None:
+    obj = {"arrays": arrays, "extra": extra}
+    data = message_bytes(obj)
+    got = picklex.read_message(io.BytesIO(data))
+    assert got["extra"] == extra
+    assert len(got["arrays"]) == len(arrays)
+    for received, sent in zip(got["arrays"], arrays):
+        assert received.dtype == sent.dtype and received.shape == sent.shape
+        np.testing.assert_array_equal(received, sent)
+    with connected() as (a, b):
+        sender = Sender(lambda: a.sendall(data))  # may exceed the socket buffer
+        sender.start()
+        assert picklex.recv(b)["extra"] == extra
+        sender.join()
+
+
+@pytest.mark.slow
+def test_one_gib_array_over_a_unix_socket() -> None:
+    big = np.ones(1 << 27)  # 1 GiB
+    received = over_socket(big)
+    assert received.nbytes == 1 << 30 and address(received) % ALIGN == 0
+    assert received[-1] == 1.0 and received.sum() == float(1 << 27)
