@@ -21,6 +21,7 @@ import collections
 import datetime
 import io
 import json
+import pathlib
 import pickle
 import pickletools
 import struct
@@ -352,6 +353,21 @@ def test_heavy_corpus_truncations() -> None:
 def test_heavy_corpus_every_bit_flip() -> None:
     summary = _run_corpus_in_child("heavy_bit_flips", timeout=3600)
     assert not summary["failures"], _report(summary)
+
+
+DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "malformed"
+CORPUS_FILES = sorted(DATA_DIR.glob("*.pickle"))
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=[p.stem for p in CORPUS_FILES])
+def test_malformed_corpus_file(path: pathlib.Path, route: str) -> None:
+    problem = judge(path.read_bytes(), route)
+    assert problem is None, problem
+
+
+def test_malformed_corpus_is_present() -> None:
+    assert len(CORPUS_FILES) >= 4
 
 
 # --------------------------------------------------------------------------- hostile cases
