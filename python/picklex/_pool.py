@@ -33,7 +33,9 @@ class BufferPool:
         self.max_bytes = max_bytes
         self._free: dict[int, list[object]] = {}
         self._free_bytes = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection inside a locked section can run a finalizer
+        # (_release) on this same thread.
+        self._lock = threading.RLock()
         self.hits = 0  # allocations served from the pool
         self.misses = 0  # allocations that needed fresh memory
 
@@ -67,7 +69,7 @@ class BufferPool:
         view = block[start : start + size]
         # The view is what every user of the buffer keeps alive (memoryview -> view -> block);
         # when it dies the block is free again.
-        weakref.finalize(view, self._release, block, capacity)
+        weakref.finalize(view, self._release, block, capacity).atexit = False
         return memoryview(view)
 
     def _release(self, block: object, capacity: int) -> None:
