@@ -25,6 +25,7 @@ import io
 import math
 import pickle
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -378,9 +379,8 @@ def _dumps_agree(obj: Any, proto: int, **kwargs: Any) -> bytes | None:
     return want
 
 
-@CI
-@given(graphs())
-def test_dumps_identical_and_loads_both_ways(obj: Any) -> None:
+def check_dumps_and_loads(obj: Any) -> None:
+    """dumps is byte-identical (or fails alike) and the bytes load back both ways."""
     for proto in PROTOCOLS:
         data = _dumps_agree(obj, proto)
         if data is None:
@@ -389,9 +389,8 @@ def test_dumps_identical_and_loads_both_ways(obj: Any) -> None:
         assert_same_graph(picklex.loads(data), obj)
 
 
-@CI
-@given(graphs())
-def test_pickler_and_unpickler_on_bytesio(obj: Any) -> None:
+def check_file_objects(obj: Any) -> None:
+    """The same through Pickler/Unpickler objects on io.BytesIO."""
     for proto in PROTOCOLS:
         want = io.BytesIO()
         try:
@@ -409,9 +408,8 @@ def test_pickler_and_unpickler_on_bytesio(obj: Any) -> None:
         assert_same_graph(_pickle.Unpickler(got).load(), obj)
 
 
-@CI
-@given(graphs())
-def test_fix_imports_false(obj: Any) -> None:
+def check_fix_imports_false(obj: Any) -> None:
+    """The same with fix_imports=False on both sides, at the protocols it affects."""
     for proto in (0, 1, 2, 3):
         data = _dumps_agree(obj, proto, fix_imports=False)
         if data is None:
@@ -420,12 +418,91 @@ def test_fix_imports_false(obj: Any) -> None:
         assert_same_graph(pickle.loads(data, fix_imports=False), obj)
 
 
+@CI
+@given(graphs())
+def test_dumps_identical_and_loads_both_ways(obj: Any) -> None:
+    check_dumps_and_loads(obj)
+
+
+@CI
+@given(graphs())
+def test_pickler_and_unpickler_on_bytesio(obj: Any) -> None:
+    check_file_objects(obj)
+
+
+@CI
+@given(graphs())
+def test_fix_imports_false(obj: Any) -> None:
+    check_fix_imports_false(obj)
+
+
 @pytest.mark.slow
 @LONG
 @given(graphs())
-def test_long_run_dumps_identical_and_loads_both_ways(obj: Any) -> None:
-    test_dumps_identical_and_loads_both_ways.hypothesis.inner_test(obj)
-    test_pickler_and_unpickler_on_bytesio.hypothesis.inner_test(obj)
+def test_long_run_all_properties(obj: Any) -> None:
+    check_dumps_and_loads(obj)
+    check_file_objects(obj)
+    check_fix_imports_false(obj)
+
+
+# --------------------------------------------------------------------------- every category once
+
+
+def _shared_and_cyclic() -> Any:
+    shared = [1, "s"]
+    node = _plain({"shared": shared})
+    node.__dict__["self"] = node
+    cyclic: dict[str, Any] = {"node": node}
+    cyclic["again"] = cyclic
+    return [shared, shared, node, cyclic, (shared,)]
+
+
+# One representative per category, so each is exercised whatever Hypothesis draws.
+CATEGORY_EXAMPLES: dict[str, Callable[[], Any]] = {
+    "int boundaries": lambda: [s * (2**b + d) for b in BITS for d in (-1, 0) for s in (1, -1)],
+    "huge int": lambda: [2**14000 - 1, -(2**9000)],
+    "floats": lambda: [0.0, -0.0, math.nan, math.inf, -math.inf, 5e-324, 1e16, 1e-05, 0.1],
+    "lone surrogates and astral": lambda: ["\ud800", "a\udfffb", "\U0001f600" * 3],
+    "string lengths": lambda: ["x" * n for n in BOUNDARY_LENGTHS],
+    "bytes lengths": lambda: [b"y" * n for n in BOUNDARY_LENGTHS],
+    "bytearray": lambda: [bytearray(b"ab"), bytearray(300)],
+    "none and bools": lambda: [None, True, False],
+    "containers": lambda: [[1, (2,)], {"k": {3}}, frozenset({4}), (), [], {}, set()],
+    "shared and cyclic": _shared_and_cyclic,
+    "plain instance": lambda: _plain({"a": 1, "b": [2]}),
+    "slots": lambda: [_slotted(1, 2, True), _slotted(1, 2, False), _slotted_with_dict(1, 2)],
+    "getstate/setstate": lambda: WithGetState([1, 2]),
+    "reduce": lambda: WithReduce("a", ("b",)),
+    "reduce_ex": lambda: WithReduceEx({"v": 1}),
+    "namedtuple": lambda: Pair(1, Pair(2, 3)),
+    "enums": lambda: [Color.RED, Color.BLUE, Shade.DARK, Perm.R | Perm.X, Perm(0)],
+    "dataclasses": lambda: [Record("r", 1, 0.25), FrozenRecord("k", 2)],
+    "datetime family": lambda: [
+        datetime.datetime(2024, 2, 29, 23, 59, 59, 999999),
+        datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        datetime.date(1, 1, 1),
+        datetime.time(12, 30, tzinfo=datetime.timezone.utc),
+        datetime.timedelta(days=-1, microseconds=5),
+        datetime.timezone(datetime.timedelta(minutes=330), "IST"),
+    ],
+    "decimal and fraction": lambda: [
+        Decimal("-0.00"),
+        Decimal("NaN"),
+        Decimal("1e-999"),
+        Fraction(-7, 3),
+    ],  # fmt: skip
+    "complex, range, slice": lambda: [complex(-0.0, math.inf), range(-5, 5, 2), slice(1, None, 2)],
+    "globals by reference": lambda: list(GLOBALS),
+    "batch sizes": lambda: [[0] * 999, [1] * 1000, list(range(1001)), set(range(1001))],
+}
+
+
+@pytest.mark.parametrize("category", list(CATEGORY_EXAMPLES))
+def test_every_category_once(category: str) -> None:
+    obj = CATEGORY_EXAMPLES[category]()
+    check_dumps_and_loads(obj)
+    check_file_objects(obj)
+    check_fix_imports_false(obj)
 
 
 # --------------------------------------------------------------------------- the comparer
