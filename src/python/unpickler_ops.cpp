@@ -460,9 +460,7 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
         PyObject *key, *value;
         while (PyDict_Next(dict_state, &pos, &key, &value)) {
             // Instance attribute names are normally interned; keep them so.
-            Py_INCREF(key);
-            if (PyUnicode_CheckExact(key)) PyUnicode_InternInPlace(&key);
-            Ref owned_key = Ref::steal(key);
+            Ref owned_key = Ref::steal(interned_.get(key));
             const int rc = exact ? PyDict_SetItem(dict.get(), key, value)
                                  : PyObject_SetItem(dict.get(), key, value);
             if (rc < 0) return false;

@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -44,6 +45,61 @@ PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name, PyOb
 /// Module-init step for find_class; false with an exception set.
 bool init_find_class();
 
+/// The interned twin of each str BUILD used as an attribute name during one load.
+///
+/// A pickle of many instances names the same few attributes over and over, as the same
+/// memoized str objects; interning looks each one up in the interpreter's table every time.
+/// This remembers the answer per object. It holds references to both strings, so an address
+/// cannot be reused by another string while the entry lives (cleared after every load).
+class InternCache {
+  public:
+    InternCache() = default;
+    InternCache(const InternCache&) = delete;
+    InternCache& operator=(const InternCache&) = delete;
+    ~InternCache() { clear(); }
+
+    /// A new reference to the interned equal of `key` (or to `key` itself if it is not an
+    /// exact str or is interned already).
+    PyObject* get(PyObject* key) {
+        if (!PyUnicode_CheckExact(key) || PyUnicode_CHECK_INTERNED(key)) return Py_NewRef(key);
+        const std::size_t home = (reinterpret_cast<std::uintptr_t>(key) >> 4) % kSlots;
+        for (std::size_t probe = 0; probe < kProbes; ++probe) {
+            Entry& e = slots_[(home + probe) % kSlots];
+            if (e.original == key) return Py_NewRef(e.interned);
+            if (!e.original) {
+                PyObject* interned = Py_NewRef(key);
+                PyUnicode_InternInPlace(&interned);
+                e.original = Py_NewRef(key);
+                e.interned = Py_NewRef(interned);
+                used_ = true;
+                return interned;
+            }
+        }
+        PyObject* interned = Py_NewRef(key); // table crowded: intern without remembering
+        PyUnicode_InternInPlace(&interned);
+        return interned;
+    }
+    void clear() noexcept {
+        if (!used_) return;
+        used_ = false;
+        for (Entry& e : slots_) {
+            if (!e.original) continue;
+            Py_CLEAR(e.original);
+            Py_CLEAR(e.interned);
+        }
+    }
+
+  private:
+    static constexpr std::size_t kSlots = 64;
+    static constexpr std::size_t kProbes = 4;
+    struct Entry {
+        PyObject* original = nullptr;
+        PyObject* interned = nullptr;
+    };
+    Entry slots_[kSlots];
+    bool used_ = false;
+};
+
 class PyOps {
   public:
     using Object = PyObject*;
@@ -55,8 +111,9 @@ class PyOps {
         own_type_ = nullptr;
     }
     GcPause& gc() noexcept { return gc_; }
-    /// Forget the borrowed pointers of the last load.
+    /// Forget the borrowed pointers and cached strings of the last load.
     void unconfigure() noexcept {
+        interned_.clear();
         settings_.buffers = nullptr;
         settings_.unpickler = nullptr;
         settings_.pers_func = settings_.pers_func_self = nullptr;
@@ -242,6 +299,7 @@ class PyOps {
 
     LoadSettings settings_;
     GcPause gc_;
+    InternCache interned_;
     int protocol_ = 0;
     PyObject* own_type_ = nullptr;
     std::string own_detail_;
