@@ -108,7 +108,7 @@ bool buffers_iterator(PyObject* buffers, Ref& iterator) {
     return static_cast<bool>(iterator);
 }
 
-PyObject* loads(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* loads_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError, "loads() takes exactly 1 positional argument (%zd given)",
                      nargs);
@@ -137,7 +137,7 @@ PyObject* loads(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kw
     return result;
 }
 
-PyObject* load(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     if (nargs > 1) {
         PyErr_Format(PyExc_TypeError, "load() takes exactly 1 positional argument (%zd given)",
                      nargs);
@@ -162,6 +162,23 @@ PyObject* load(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwn
     FileSource source(methods.read.get(), methods.readline.get(), methods.readinto.get(),
                       methods.peek.get(), nullptr);
     return run_load(*machine.get(), source, std::move(settings));
+}
+
+// C++ exceptions (only std::bad_alloc can occur) never reach Python.
+PyObject* loads(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    try {
+        return loads_impl(args, nargs, kwnames);
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
+}
+
+PyObject* load(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    try {
+        return load_impl(args, nargs, kwnames);
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
 }
 
 PyMethodDef unpickler_functions[] = {

@@ -113,7 +113,7 @@ int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*& func_s
     return 0;
 }
 
-int Unpickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
+int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* keywords[] = {"file", "fix_imports", "encoding", "errors", "buffers",
                                      nullptr};
     PyObject* file;
@@ -146,7 +146,7 @@ int Unpickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
 
 // ---- methods ----
 
-PyObject* Unpickler_load(PyObject* self, PyObject*) {
+PyObject* Unpickler_load_impl(PyObject* self) {
     UnpicklerCore& core = core_of(self);
     // A subclass __init__ that does not call ours leaves no file to read.
     if (!core.file.read) {
@@ -181,6 +181,25 @@ PyObject* Unpickler_load(PyObject* self, PyObject*) {
     }
     core.loading = false;
     return result;
+}
+
+// C++ exceptions (only std::bad_alloc can occur) never reach Python.
+int Unpickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
+    try {
+        return Unpickler_init_impl(self, args, kwargs);
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+        return -1;
+    }
+}
+
+PyObject* Unpickler_load(PyObject* self, PyObject*) {
+    try {
+        return Unpickler_load_impl(self);
+    } catch (const std::bad_alloc&) {
+        core_of(self).loading = false;
+        return PyErr_NoMemory();
+    }
 }
 
 PyObject* Unpickler_find_class(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
