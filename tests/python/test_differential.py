@@ -44,7 +44,7 @@ CI = settings(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-LONG = settings(CI, max_examples=1500)
+LONG = settings(CI, max_examples=600)
 
 # Big strings make Hypothesis warn about the size of its own example reprs.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")

@@ -20,6 +20,7 @@ import _pickle
 import collections
 import datetime
 import io
+import itertools
 import json
 import pathlib
 import pickle
@@ -247,7 +248,7 @@ def corpus_objects(heavy: bool = False) -> list[Any]:
         [len, collections.OrderedDict, CorpusRecord],
         [None] * 1001,  # two APPENDS batches
     ] + (
-        [list(range(2500)), {i: str(i) for i in range(1100)}, set(range(1100)), "u" * 70000]
+        [list(range(1100)), {i: str(i) for i in range(300)}, set(range(300)), "u" * 3000]
         if heavy
         else []
     )
@@ -291,7 +292,10 @@ def run_corpus(kind: str, limit: int | None = None) -> dict[str, Any]:
     elif kind == "heavy_truncations":
         cases = truncations(valid_pickles(heavy=True))
     elif kind == "heavy_bit_flips":
-        cases = bit_flips(valid_pickles(heavy=True), bits=tuple(range(8)))
+        # Every bit of the base corpus, one bit per offset of the big containers.
+        base = valid_pickles()
+        big = [p for p in valid_pickles(heavy=True) if p not in set(base)]
+        cases = itertools.chain(bit_flips(base, bits=tuple(range(8))), bit_flips(big))
     else:
         raise ValueError(kind)
     failures: list[str] = []

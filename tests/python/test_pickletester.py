@@ -5,6 +5,10 @@ picklex, plus both cross directions against the stdlib's C implementation (pickl
 Pickler -> ``_pickle.Unpickler`` and ``_pickle.Pickler`` -> picklex Unpickler). The rule is
 that every case the stdlib C pickler passes must pass for picklex, so nothing is skipped
 here that ``_pickle`` passes. See ``pickletester_suites`` for what is out of scope.
+
+Baseline: the identical classes bound to ``_pickle`` give 547 passed, 18 skipped on CPython
+3.11.7 (the skips are pickletester's own: 32-bit-only cases, bigmem cases without -M, and
+one pickler-type check that the in-memory variant has no pickler class for).
 """
 
 from __future__ import annotations
