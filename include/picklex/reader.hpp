@@ -17,6 +17,8 @@
 //                               // die). False if the input ends first or reading failed.
 //   const char* fill_line();    // called when [next, end) holds no '\n': extend the window
 //                               // through the next '\n' and return its address, or nullptr.
+//   bool fill_payload(std::size_t n); // optional: fill() for bytes/bytearray payloads,
+//                               // which may keep the rest of the window (CPython's readinto)
 //   bool finish();              // after STOP: settle the underlying stream (e.g. consume
 //                               // what was only peeked at). False on failure.
 //   std::size_t offset() const; // stream offset of `next`
@@ -59,6 +61,9 @@
 //   bool on_append(); on_appends(); on_setitem(); on_setitems(); on_additems();
 //   bool on_global(std::string_view module, std::string_view name); // GLOBAL (lines, no '\n')
 //   bool on_inst(std::string_view module, std::string_view name);   // INST
+//   bool check_global_module(std::string_view module, Op op); // optional; asked only when a
+//                                                 // GLOBAL/INST name line is missing: is the
+//                                                 // module line valid? (CPython's check order)
 //   bool on_stack_global();
 //   bool on_ext(std::int32_t code);               // EXT1/EXT2/EXT4, code > 0
 //   bool on_reduce(); on_build(); on_newobj(); on_newobj_ex(); on_obj();
@@ -91,6 +96,8 @@ namespace picklex {
 
 /// The largest length an 8-byte length field may claim (PY_SSIZE_T_MAX on 64-bit hosts).
 inline constexpr std::uint64_t kMaxPayloadSize = static_cast<std::uint64_t>(PTRDIFF_MAX);
+/// Bytes of object header a payload of kMaxPayloadSize leaves no room for.
+inline constexpr std::uint64_t kObjectHeaderReserve = 32;
 
 /// A pickle held in memory, parsed in place.
 class MemorySource {
@@ -129,6 +136,21 @@ template <class Source, class Handler> class Reader {
     PICKLEX_DECODE_INLINE const char* take(std::size_t n) {
         if (static_cast<std::size_t>(src_.end - src_.next) < n) [[unlikely]] {
             if (!src_.fill(n)) return nullptr;
+        }
+        const char* p = src_.next;
+        src_.next += n;
+        return p;
+    }
+    /// `n` bytes of a bytes/bytearray payload. A stream source may carry what is left of
+    /// its window over into the payload (Source::fill_payload, optional), as CPython does for
+    /// exactly these opcodes.
+    PICKLEX_DECODE_INLINE const char* take_payload(std::size_t n) {
+        if (static_cast<std::size_t>(src_.end - src_.next) < n || (n == 0 && src_.next == src_.end))
+            [[unlikely]] {
+            bool ok;
+            if constexpr (requires { src_.fill_payload(n); }) ok = src_.fill_payload(n);
+            else ok = src_.fill(n);
+            if (!ok) return nullptr;
         }
         const char* p = src_.next;
         src_.next += n;
@@ -237,12 +259,21 @@ bool Reader<Source, Handler>::take_line_pair(std::string_view& first, std::strin
     std::size_t size = 0;
     const char* text = take_line_cstr(2, size);
     if (!text) return false;
-    std::string_view line;
-    if (!take_line(line)) return fail_source(false);
-    if (line.size() < 2) return fail(Errc::truncated, "pickle data was truncated");
     first = std::string_view(text, size - 1);
-    second = line.substr(0, line.size() - 1);
-    return true;
+    std::string_view line;
+    const bool got = take_line(line);
+    if (got && line.size() >= 2) {
+        second = line.substr(0, line.size() - 1);
+        return true;
+    }
+    // CPython decodes the module line before it reads the name line: a bad module name is
+    // reported ahead of a missing name.
+    if constexpr (requires { h_.check_global_module(first, Op::GLOBAL); }) {
+        if ((got || src_.failure() == Errc::truncated) &&
+            !h_.check_global_module(first, static_cast<Op>(op_)))
+            return fail_handler();
+    }
+    return got ? fail(Errc::truncated, "pickle data was truncated") : fail_source(false);
 }
 
 template <class Source, class Handler> bool Reader<Source, Handler>::load_int() {
@@ -313,9 +344,9 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
 // Bytes payloads: CPython asks the source even for zero bytes, so an empty payload at the
 // very end of the input is truncation rather than a clean EOF at the next opcode.
 #define PICKLEX_TAKE_PAYLOAD(var, n)                                                               \
-    if ((n) == 0 && src_.next == src_.end && !src_.fill(0)) [[unlikely]]                          \
-        return fail_source(false);                                                                 \
-    PICKLEX_TAKE(var, n)
+    const char* var = take_payload(n);                                                             \
+    if (!var) [[unlikely]]                                                                         \
+        return fail_source(false)
 
     for (;;) {
         op_offset_ = src_.offset();
@@ -423,6 +454,10 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BINBYTES");
+            // CPython allocates the object before reading and cannot fit a header next to
+            // so many bytes; same error, without the allocation attempt.
+            if (n > kMaxPayloadSize - kObjectHeaderReserve)
+                return fail(Errc::too_large, "byte string is too large");
             PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }

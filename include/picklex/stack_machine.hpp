@@ -38,6 +38,9 @@
 //   bool dict_setitems(Object dict, Object* items, std::size_t n); // borrows pairs
 //   bool set_additems(Object set, Object* items, std::size_t n);   // steals items
 //   Object find_global(std::string_view module, std::string_view name, Op op); // GLOBAL/INST
+//   bool check_module_name(std::string_view module, Op op); // optional: would find_global
+//                                               // accept the module line? (asked only when the
+//                                               // name line is missing, CPython's check order)
 //   Object stack_global(Object module, Object name);              // borrows
 //   Object extension(std::int32_t code);                          // EXT1/2/4
 //   Object reduce(Object callable, Object args);                  // borrows
@@ -330,6 +333,11 @@ template <class Ops> class StackMachine {
         ops_.release(cls);
         ops_.release(args);
         return push(obj);
+    }
+    bool check_global_module(std::string_view module, Op op) {
+        if constexpr (requires { ops_.check_module_name(module, op); })
+            return ops_.check_module_name(module, op) || fail_ops();
+        return true;
     }
     PICKLEX_DECODE_INLINE bool on_stack_global() {
         Object name{}, module{};

@@ -368,6 +368,12 @@ PyObject* PyOps::find_global(std::string_view module, std::string_view name, Op 
     return call_find_class(module_name.get(), global_name.get());
 }
 
+bool PyOps::check_module_name(std::string_view module, Op op) {
+    auto decode = op == Op::INST ? PyUnicode_DecodeASCII : PyUnicode_DecodeUTF8;
+    Ref name = Ref::steal(decode(module.data(), static_cast<Py_ssize_t>(module.size()), "strict"));
+    return static_cast<bool>(name);
+}
+
 PyObject* PyOps::stack_global(PyObject* module, PyObject* name) {
     if (!PyUnicode_CheckExact(module) || !PyUnicode_CheckExact(name))
         return own_error(state().UnpicklingError, "STACK_GLOBAL requires str");

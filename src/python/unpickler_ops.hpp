@@ -226,6 +226,7 @@ class PyOps {
     // ---- globals, calls, persistence ----
 
     PyObject* find_global(std::string_view module, std::string_view name, Op op);
+    static bool check_module_name(std::string_view module, Op op);
     PyObject* stack_global(PyObject* module, PyObject* name);
     PyObject* extension(std::int32_t code);
     PyObject* reduce(PyObject* callable, PyObject* args) {

@@ -87,29 +87,9 @@ bool FileSource::sync() {
     return true;
 }
 
-bool FileSource::keep_unread(std::size_t& kept) {
-    kept = static_cast<std::size_t>(end - next);
-    // Unread bytes of a peeked window are still in the stream: read them again from there.
-    if (peeked_ || kept == 0) {
-        kept = 0;
-        return true;
-    }
-    if (!has_view_ && !object_ && next && begin_ == scratch_.data()) {
-        std::memmove(scratch_.data(), next, kept);
-        scratch_.truncate(kept);
-        return true;
-    }
-    scratch_.clear();
-    if (!scratch_.append(next, kept)) {
-        PyErr_NoMemory();
-        return fail(Errc::external);
-    }
-    return true;
-}
-
-bool FileSource::read_into_scratch(std::size_t kept, std::size_t n) {
-    std::size_t have = kept;
-    const std::size_t target = kept + n;
+bool FileSource::read_into_scratch(std::size_t n) {
+    std::size_t have = scratch_.size();
+    const std::size_t target = have + n;
     while (have < target) {
         // Grow with what has arrived: never ask for (or allocate) more than twice the data
         // already delivered, whatever length the pickle claims.
@@ -168,33 +148,59 @@ bool FileSource::fill(std::size_t n) {
 
 bool FileSource::fill_general(std::size_t n) {
     if (!sync()) return false;
+    // The new window starts where the decoder is. What is left of the old one is not carried
+    // over, exactly as in _pickle: a peeked rest is still in the stream and is read again
+    // from there; a read() rest (only a forged frame length or a read() returning more than
+    // asked leaves one) is dropped, so a corrupt pickle fails here the way it fails there.
     const std::size_t base = offset();
-    std::size_t kept = 0;
-    if (!keep_unread(kept)) return false;
-    if (kept == 0) {
-        if (peek_ && n < kPrefetch) {
-            PyObject* data = call_with_size(peek_.get(), kPrefetch);
-            if (!data) {
-                if (!PyErr_ExceptionMatches(PyExc_NotImplementedError))
-                    return fail(Errc::external);
-                // peek() is probably not supported by this file object: stop asking.
-                PyErr_Clear();
-                if (peek_slot_ && *peek_slot_ == peek_.get()) Py_CLEAR(*peek_slot_);
-                peek_.reset();
-            } else {
-                if (!use_object(data, true, base)) return false;
-                if (static_cast<std::size_t>(end - next) >= n) return true;
-                // Too little ahead: read() it instead (nothing was consumed yet).
-            }
+    if (peek_ && n < kPrefetch) {
+        PyObject* data = call_with_size(peek_.get(), kPrefetch);
+        if (!data) {
+            if (!PyErr_ExceptionMatches(PyExc_NotImplementedError)) return fail(Errc::external);
+            // peek() is probably not supported by this file object: stop asking.
+            PyErr_Clear();
+            if (peek_slot_ && *peek_slot_ == peek_.get()) Py_CLEAR(*peek_slot_);
+            peek_.reset();
+        } else {
+            if (!use_object(data, true, base)) return false;
+            if (static_cast<std::size_t>(end - next) >= n) return true;
+            // Too little ahead: read() it instead (nothing was consumed yet).
         }
-        if (n <= kMaxBlindRead) {
-            if (!use_object(call_with_size(read_.get(), n), false, base)) return false;
-            return static_cast<std::size_t>(end - next) >= n || fail(Errc::truncated);
-        }
-        scratch_.clear();
+    }
+    if (n <= kMaxBlindRead) {
+        if (!use_object(call_with_size(read_.get(), n), false, base)) return false;
+        return static_cast<std::size_t>(end - next) >= n || fail(Errc::truncated);
     }
     drop_object();
-    const bool ok = read_into_scratch(kept, n - kept);
+    scratch_.clear();
+    const bool ok = read_into_scratch(n);
+    begin_ = next = synced_ = scratch_.data();
+    end = begin_ + scratch_.size();
+    peeked_ = false;
+    base_ = base;
+    return ok;
+}
+
+bool FileSource::fill_payload(std::size_t n) {
+    // The rest of the window is the payload's start. Copy it out, consume it from the stream
+    // (it may only have been peeked at), then read what is missing.
+    const std::size_t have = static_cast<std::size_t>(end - next);
+    if (have == 0) return fill(n);
+    const std::size_t base = offset();
+    if (!object_ && !has_view_ && begin_ == scratch_.data()) {
+        std::memmove(scratch_.data(), next, have); // the window is the scratch buffer itself
+        scratch_.truncate(have);
+    } else {
+        scratch_.clear();
+        if (!scratch_.append(next, have)) {
+            PyErr_NoMemory();
+            return fail(Errc::external);
+        }
+    }
+    next = end;
+    if (!sync()) return false;
+    drop_object();
+    const bool ok = read_into_scratch(n - have);
     begin_ = next = synced_ = scratch_.data();
     end = begin_ + scratch_.size();
     peeked_ = false;
@@ -205,38 +211,9 @@ bool FileSource::fill_general(std::size_t n) {
 const char* FileSource::fill_line() {
     if (!sync()) return nullptr;
     const std::size_t base = offset();
-    std::size_t kept = 0;
-    if (!keep_unread(kept)) return nullptr;
-    PyObject* line = PyObject_CallNoArgs(readline_.get());
-    if (!line) {
-        fail(Errc::external);
-        return nullptr;
-    }
-    if (kept == 0) {
-        if (!use_object(line, false, base)) return nullptr;
-    } else {
-        Ref owned = Ref::steal(line);
-        Py_buffer view;
-        if (PyObject_GetBuffer(line, &view, PyBUF_CONTIG_RO) < 0) {
-            fail(Errc::external);
-            return nullptr;
-        }
-        const bool ok = scratch_.append(static_cast<const char*>(view.buf),
-                                        static_cast<std::size_t>(view.len));
-        PyBuffer_Release(&view);
-        drop_object();
-        begin_ = next = synced_ = scratch_.data();
-        end = begin_ + scratch_.size();
-        peeked_ = false;
-        base_ = base;
-        if (!ok) {
-            PyErr_NoMemory();
-            fail(Errc::external);
-            return nullptr;
-        }
-    }
+    if (!use_object(PyObject_CallNoArgs(readline_.get()), false, base)) return nullptr;
     // readline() returning no newline means the stream ended inside the line.
-    if (static_cast<std::size_t>(end - next) == kept || end[-1] != '\n') {
+    if (end == next || end[-1] != '\n') {
         fail(Errc::truncated);
         return nullptr;
     }

@@ -49,6 +49,9 @@ class FileSource {
     const char* end = nullptr;
 
     bool fill(std::size_t n);
+    /// A bytes payload: what is left of the window counts as its first bytes, and only the
+    /// rest is read, as _pickle's _Unpickler_ReadInto does (other reads drop the rest).
+    bool fill_payload(std::size_t n);
     const char* fill_line();
 
     bool finish() { return sync(); }
@@ -64,10 +67,8 @@ class FileSource {
     /// Make the window the buffer of `data` (a new reference, taken over).
     bool use_object(PyObject* data, bool peeked, std::size_t base);
     void drop_object() noexcept;
-    /// Keep the unread rest of a window whose bytes were already consumed from the stream.
-    bool keep_unread(std::size_t& kept);
-    /// Append exactly `n` bytes from read()/readinto() to the scratch window.
-    bool read_into_scratch(std::size_t kept, std::size_t n);
+    /// Append exactly `n` bytes from read()/readinto() to the scratch buffer.
+    bool read_into_scratch(std::size_t n);
     bool fail(Errc code) noexcept {
         failure_ = code;
         return false;

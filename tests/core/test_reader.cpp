@@ -92,6 +92,9 @@ struct Recorder {
     bool on_inst(std::string_view m, std::string_view n) {
         return add("inst", std::string(m) + " " + std::string(n));
     }
+    bool check_global_module(std::string_view m, Op) {
+        return add("check_module", m) && m.find('!') == std::string_view::npos;
+    }
     bool on_stack_global() { return add("stack_global"); }
     bool on_ext(std::int32_t code) { return add("ext", std::to_string(code)); }
     bool on_reduce() { return add("reduce"); }
@@ -260,6 +263,17 @@ TEST(Reader, BadlyQuotedString) {
     }
 }
 
+TEST(Reader, GlobalModuleIsCheckedBeforeAMissingName) {
+    // CPython decodes the module line first, so its error wins over the truncation.
+    Result r = decode(B("cbad!\nna"));
+    EXPECT_EQ(joined(r.events), "check_module(bad!)");
+    EXPECT_EQ(r.error.code, Errc::external);
+    r = decode(B("cgood\nna"));
+    EXPECT_EQ(joined(r.events), "check_module(good)");
+    EXPECT_EQ(r.error.code, Errc::truncated);
+    EXPECT_EQ(decode(B("cgood\n\n.")).error.code, Errc::truncated);
+}
+
 TEST(Reader, GlobalsAndMemoText) {
     EXPECT_EQ(joined(decode(B("cbuiltins\nint\n(imod\nCls\n.")).events),
               "global(builtins int) mark inst(mod Cls) stop");
@@ -346,6 +360,10 @@ TEST(Reader, HugeLengthsNeverAllocate) {
     }
     EXPECT_EQ(decode(B("\x8e\xff\xff\xff\xff\xff\xff\xff\xff")).error.detail,
               "BINBYTES exceeds system's maximum size of 9223372036854775807 bytes");
+    // Just below the maximum, no bytes object could carry its header: CPython's error.
+    Result r = decode(B("\x8e\xff\xff\xff\xff\xff\xff\xff\x7f"));
+    EXPECT_EQ(r.error.code, Errc::too_large);
+    EXPECT_EQ(r.error.detail, "byte string is too large");
 }
 
 TEST(Reader, HandlerFailureCarriesOpcodeAndOffset) {

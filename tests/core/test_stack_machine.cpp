@@ -134,6 +134,11 @@ class SymOps {
         if (fails("global")) return {};
         return atom(std::string(module) + "." + std::string(name));
     }
+    bool check_module_name(std::string_view module, Op) {
+        if (module.find('!') == std::string_view::npos) return true;
+        failure_ = "bad module name";
+        return false;
+    }
     Sym stack_global(Sym module, Sym name) {
         const std::string& m = heap_->nodes[module.id].text;
         const std::string& n = heap_->nodes[name.id].text;
