@@ -38,6 +38,8 @@
 //   bool dict_setitems(Object dict, Object* items, std::size_t n); // borrows pairs
 //   bool set_additems(Object set, Object* items, std::size_t n);   // steals items
 //   Object find_global(std::string_view module, std::string_view name, Op op); // GLOBAL/INST
+//   bool check_number_text(std::string_view text); // optional: may an invalid GET/PUT key
+//                                               // be quoted in the error? (CPython decodes it)
 //   bool check_module_name(std::string_view module, Op op); // optional: would find_global
 //                                               // accept the module line? (asked only when the
 //                                               // name line is missing, CPython's check order)
@@ -335,6 +337,9 @@ template <class Ops> class StackMachine {
         return push(obj);
     }
     bool check_global_module(std::string_view module, Op op) {
+        // INST looks for its MARK before it reads anything.
+        if (op == Op::INST && marks_.empty())
+            return fail(Errc::mark_missing, "could not find MARK");
         if constexpr (requires { ops_.check_module_name(module, op); })
             return ops_.check_module_name(module, op) || fail_ops();
         return true;
@@ -432,6 +437,10 @@ template <class Ops> class StackMachine {
             return fail(Errc::too_large, "Python int too large to convert to C ssize_t");
         case detail::DecimalStatus::invalid: break;
         }
+        // CPython quotes the text as a str in its message; text that is not UTF-8 makes that
+        // quoting, not the parse, the error.
+        if constexpr (requires { ops_.check_number_text(line); })
+            if (!ops_.check_number_text(std::string_view(line.data()))) return fail_ops();
         return fail(Errc::bad_argument,
                     "invalid literal for int() with base 10: " +
                         detail::python_repr(std::string_view(line.data())));

@@ -368,6 +368,13 @@ PyObject* PyOps::find_global(std::string_view module, std::string_view name, Op 
     return call_find_class(module_name.get(), global_name.get());
 }
 
+bool PyOps::check_number_text(std::string_view text) {
+    // int() builds its error message from the text decoded as UTF-8, first 200 bytes.
+    const auto size = static_cast<Py_ssize_t>(text.size() < 200 ? text.size() : 200);
+    Ref str = Ref::steal(PyUnicode_DecodeUTF8(text.data(), size, "strict"));
+    return static_cast<bool>(str);
+}
+
 bool PyOps::check_module_name(std::string_view module, Op op) {
     auto decode = op == Op::INST ? PyUnicode_DecodeASCII : PyUnicode_DecodeUTF8;
     Ref name = Ref::steal(decode(module.data(), static_cast<Py_ssize_t>(module.size()), "strict"));

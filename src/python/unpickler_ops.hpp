@@ -227,6 +227,7 @@ class PyOps {
 
     PyObject* find_global(std::string_view module, std::string_view name, Op op);
     static bool check_module_name(std::string_view module, Op op);
+    static bool check_number_text(std::string_view text);
     PyObject* stack_global(PyObject* module, PyObject* name);
     PyObject* extension(std::int32_t code);
     PyObject* reduce(PyObject* callable, PyObject* args) {

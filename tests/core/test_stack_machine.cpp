@@ -491,6 +491,11 @@ TEST(StackMachine, BadMark) {
     EXPECT_EQ(run(B("(Nd.")).error.detail, "odd number of items for DICT");
     EXPECT_EQ(run(B("}(Nu.")).error.detail, "odd number of items for SETITEMS");
     EXPECT_EQ(run(B("0")).error.detail, "unpickling stack underflow");
+    // A GLOBAL/INST missing its name line: INST's MARK, then the module line, come first.
+    EXPECT_EQ(run(B("ibad!\nx")).error.code, Errc::mark_missing);
+    EXPECT_EQ(run(B("(ibad!\nx")).error.detail, "bad module name");
+    EXPECT_EQ(run(B("cbad!\nx")).error.detail, "bad module name");
+    EXPECT_EQ(run(B("cgood\nx")).error.code, Errc::truncated);
 }
 
 const std::string_view kValid[] = {
