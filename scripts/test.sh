@@ -38,7 +38,7 @@ selected=("${all_steps[@]}")
 only=()
 skip=()
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case "$1" in
