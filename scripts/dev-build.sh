@@ -13,7 +13,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == -* ]]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
     exit 2
 fi
 name="$1"
