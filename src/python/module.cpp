@@ -93,6 +93,7 @@ bool init_state() {
         return false;
     if (!(st.codecs_encode = import_attr("codecs", "encode"))) return false;
     if (!(st.builtins_getattr = import_attr("builtins", "getattr"))) return false;
+    if (!(st.builtins_import = import_attr("builtins", "__import__"))) return false;
     if (!(st.functools_partial = import_attr("functools", "partial"))) return false;
     if (!(st.empty_tuple = PyTuple_New(0))) return false;
     Ref default_protocol = Ref::steal(import_attr("pickle", "DEFAULT_PROTOCOL"));

@@ -16,7 +16,7 @@ namespace picklex::py {
     X(__getstate__) X(__setstate__) X(__getnewargs_ex__) X(__getnewargs__) X(__newobj__)           \
     X(__newobj_ex__) X(__name__) X(__qualname__) X(__module__) X(__class__) X(__new__)             \
     X(__dict__) X(__main__) X(items) X(latin1) X(encode) X(modules) X(append) X(extend) X(add)     \
-    X(__slotnames__) X(copyreg) X(builtins) X(getattr) X(__getinitargs__)
+    X(__slotnames__) X(copyreg) X(builtins) X(getattr) X(__import__) X(__spec__) X(_initializing) X(__getinitargs__)
 
 struct Names {
 #define PICKLEX_X(name) PyObject* name = nullptr;
@@ -49,6 +49,7 @@ struct ModuleState {
     PyObject* functools_partial = nullptr; // NEWOBJ_EX at protocol < 4
     PyObject* copyreg_reconstructor = nullptr; // copyreg._reconstructor
     PyObject* copyreg_newobj = nullptr;        // copyreg.__newobj__
+    PyObject* builtins_import = nullptr;       // builtins.__import__ as the interpreter set it
 
     PyObject* empty_tuple = nullptr;
     int default_protocol = 4; // pickle.DEFAULT_PROTOCOL of the running interpreter

@@ -29,6 +29,8 @@ inline bool compact_long_value(PyObject* obj, long long& value) {
 #endif
 }
 
+struct ResolvedGlobal;
+
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
     OutputBuffer output_;
@@ -131,6 +133,7 @@ class PicklerCore {
 
     // globals and reductions (pickler_reduce.cpp)
     bool save_global(PyObject* obj, PyObject* name);
+    bool write_global(PyObject* obj, ResolvedGlobal& resolved);
     bool save_type(PyObject* obj);
     bool save_reduce(PyObject* args, PyObject* obj);
 

@@ -1,4 +1,6 @@
 // src/python/pickler_reduce.cpp: globals (classes, functions) and __reduce__ results.
+#include <cstdint>
+
 #include "module_state.hpp"
 #include "pickler.hpp"
 
@@ -79,6 +81,21 @@ PyObject* which_module(PyObject* global, PyObject* path) {
     return Py_NewRef(names.__main__);
 }
 
+bool builtin_import_in_use();
+
+/// The module named `name`, as PyImport_Import gives it. An already imported, fully
+/// initialized module is taken from sys.modules directly when __import__ is the builtin one:
+/// that is what PyImport_Import returns then, minus a call into the import system that
+/// costs more than pickling a small message.
+PyObject* import_module(PyObject* name) {
+    if (state().builtins_import && PyUnicode_CheckExact(name) && builtin_import_in_use()) {
+        // PyImport_GetModule skips (and waits for) modules still being initialized.
+        PyObject* module = PyImport_GetModule(name);
+        if (module || PyErr_Occurred()) return module;
+    }
+    return PyImport_Import(name);
+}
+
 /// Protocol < 3 with fix_imports: map Python 3 names back to Python 2's.
 bool fix_imports_3to2(Ref& module_name, Ref& global_name) {
     const ModuleState& st = state();
@@ -131,44 +148,149 @@ PyObject* encode_global_line(PyObject* text, int proto, const char* what) {
 
 } // namespace
 
-bool PicklerCore::save_global(PyObject* obj, PyObject* name) {
-    const ModuleState& st = state();
-    Ref global_name = Ref::borrow(name);
-    if (!global_name) {
-        if (lookup_attr(obj, st.names.__qualname__, global_name) < 0) return false;
-        if (!global_name) {
-            global_name = Ref::steal(PyObject_GetAttr(obj, st.names.__name__));
-            if (!global_name) return false;
-        }
-    }
-    Ref path = Ref::steal(dotted_path(global_name.get()));
-    if (!path) return false;
-    Ref module_name = Ref::steal(which_module(obj, path.get()));
-    if (!module_name) return false;
+/// A global found by name: the module that holds it and how to spell it.
+struct ResolvedGlobal {
+    Ref module_name;
+    Ref global_name;
+    Ref module;
+    Ref parent;   ///< object holding the last name part (the module for top-level names)
+    Ref lastname; ///< last part of the dotted name
+};
 
-    Ref module = Ref::steal(PyImport_Import(module_name.get()));
-    if (!module) {
-        PyErr_Format(st.PicklingError, "Can't pickle %R: import of module %R failed", obj,
-                     module_name.get());
+namespace {
+
+/// Resolving a global costs two attribute reads that allocate (for extension types), a
+/// module lookup and an attribute walk; a message with a few classes in it pays that on
+/// every dumps(). Top-level globals resolved once are remembered here (each entry holds a
+/// reference to its object, so the address cannot be reused) and re-checked on each use
+/// with dictionary lookups only: the same __module__/__qualname__, the same module in
+/// sys.modules under the builtin __import__, the same object under that name.
+struct GlobalCacheEntry {
+    PyObject* obj = nullptr;
+    PyObject* module_name = nullptr;
+    PyObject* qualname = nullptr;
+    PyObject* module = nullptr;
+};
+constexpr std::size_t kGlobalCacheSlots = 256;
+GlobalCacheEntry g_global_cache[kGlobalCacheSlots];
+
+GlobalCacheEntry& global_cache_slot(PyObject* obj) {
+    return g_global_cache[(reinterpret_cast<std::uintptr_t>(obj) >> 4) % kGlobalCacheSlots];
+}
+
+bool builtin_import_in_use() {
+    PyObject* builtins = PyEval_GetBuiltins(); // borrowed
+    if (!builtins) return false;
+    PyObject* current = PyDict_GetItemWithError(builtins, state().names.__import__);
+    if (!current) PyErr_Clear();
+    return current && current == state().builtins_import;
+}
+
+/// Whether `attr` of `obj` is still exactly `expected` (a str); never raises.
+bool attribute_is(PyObject* obj, PyObject* attr, PyObject* expected) {
+    Ref value;
+    if (lookup_attr(obj, attr, value) <= 0) {
+        PyErr_Clear();
         return false;
     }
-    Ref lastname = Ref::borrow(PyList_GET_ITEM(path.get(), PyList_GET_SIZE(path.get()) - 1));
-    Ref parent;
-    Ref found = Ref::steal(deep_attribute(module.get(), path.get(), &parent));
+    if (value.get() == expected) return true;
+    if (!PyUnicode_CheckExact(value.get())) return false;
+    return PyUnicode_Compare(value.get(), expected) == 0;
+}
+
+bool still_valid(const GlobalCacheEntry& e) {
+    // An extension type's names come from its tp_name and cannot change.
+    const bool fixed_names = PyType_Check(e.obj) &&
+                             !PyType_HasFeature(reinterpret_cast<PyTypeObject*>(e.obj), Py_TPFLAGS_HEAPTYPE);
+    const Names& names = state().names;
+    if (!fixed_names && (!attribute_is(e.obj, names.__qualname__, e.qualname) ||
+                         !attribute_is(e.obj, names.__module__, e.module_name)))
+        return false;
+    if (!builtin_import_in_use()) return false;
+    PyObject* module = PyDict_GetItemWithError(PyImport_GetModuleDict(), e.module_name);
+    if (module != e.module || !PyModule_CheckExact(module)) {
+        PyErr_Clear();
+        return false;
+    }
+    PyObject* found = PyDict_GetItemWithError(PyModule_GetDict(module), e.qualname);
+    if (!found) PyErr_Clear();
+    return found == e.obj;
+}
+
+void remember_global(PyObject* obj, const ResolvedGlobal& g) {
+    if (g.parent.get() != g.module.get() || !PyUnicode_CheckExact(g.global_name.get()) ||
+        !PyUnicode_CheckExact(g.module_name.get()) || !PyModule_CheckExact(g.module.get()))
+        return;
+    GlobalCacheEntry& e = global_cache_slot(obj);
+    GlobalCacheEntry old = e;
+    e = GlobalCacheEntry{Py_NewRef(obj), Py_NewRef(g.module_name.get()),
+                         Py_NewRef(g.global_name.get()), Py_NewRef(g.module.get())};
+    Py_XDECREF(old.obj);
+    Py_XDECREF(old.module_name);
+    Py_XDECREF(old.qualname);
+    Py_XDECREF(old.module);
+}
+
+/// Find `obj` by its name (or `name`, from a __reduce__ that returned a string) and check
+/// that the name leads back to it, raising the stdlib's errors otherwise.
+bool resolve_global(PyObject* obj, PyObject* name, ResolvedGlobal& g) {
+    const ModuleState& st = state();
+    g.global_name = Ref::borrow(name);
+    if (!g.global_name) {
+        if (lookup_attr(obj, st.names.__qualname__, g.global_name) < 0) return false;
+        if (!g.global_name) {
+            g.global_name = Ref::steal(PyObject_GetAttr(obj, st.names.__name__));
+            if (!g.global_name) return false;
+        }
+    }
+    Ref path = Ref::steal(dotted_path(g.global_name.get()));
+    if (!path) return false;
+    g.module_name = Ref::steal(which_module(obj, path.get()));
+    if (!g.module_name) return false;
+    g.module = Ref::steal(import_module(g.module_name.get()));
+    if (!g.module) {
+        PyErr_Format(st.PicklingError, "Can't pickle %R: import of module %R failed", obj,
+                     g.module_name.get());
+        return false;
+    }
+    g.lastname = Ref::borrow(PyList_GET_ITEM(path.get(), PyList_GET_SIZE(path.get()) - 1));
+    Ref found = Ref::steal(deep_attribute(g.module.get(), path.get(), &g.parent));
     if (!found) {
         PyErr_Format(st.PicklingError, "Can't pickle %R: attribute lookup %S on %S failed", obj,
-                     global_name.get(), module_name.get());
+                     g.global_name.get(), g.module_name.get());
         return false;
     }
     if (found.get() != obj) {
         PyErr_Format(st.PicklingError, "Can't pickle %R: it's not the same object as %S.%S", obj,
-                     module_name.get(), global_name.get());
+                     g.module_name.get(), g.global_name.get());
         return false;
     }
+    return true;
+}
 
-    if (proto >= 2) {
+} // namespace
+
+bool PicklerCore::save_global(PyObject* obj, PyObject* name) {
+    ResolvedGlobal g;
+    const GlobalCacheEntry& cached = global_cache_slot(obj);
+    if (!name && cached.obj == obj && still_valid(cached)) {
+        g.module_name = Ref::borrow(cached.module_name);
+        g.global_name = Ref::borrow(cached.qualname);
+        g.module = Ref::borrow(cached.module);
+        g.parent = Ref::borrow(cached.module);
+        g.lastname = Ref::borrow(cached.qualname);
+    } else {
+        if (!resolve_global(obj, name, g)) return false;
+        if (!name) remember_global(obj, g);
+    }
+    return write_global(obj, g);
+}
+
+bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
+    const ModuleState& st = state();
+    if (proto >= 2 && PyDict_GET_SIZE(st.extension_registry) != 0) {
         // A registered extension code replaces the name altogether.
-        Ref key = Ref::steal(PyTuple_Pack(2, module_name.get(), global_name.get()));
+        Ref key = Ref::steal(PyTuple_Pack(2, g.module_name.get(), g.global_name.get()));
         if (!key) return false;
         PyObject* code_obj = PyDict_GetItemWithError(st.extension_registry, key.get());
         if (code_obj) {
@@ -189,14 +311,16 @@ bool PicklerCore::save_global(PyObject* obj, PyObject* name) {
         if (PyErr_Occurred()) return false;
     }
 
-    if (parent.get() == module.get()) global_name = std::move(lastname);
+    const bool top_level = g.parent.get() == g.module.get();
+    Ref global_name = top_level ? Ref::borrow(g.lastname.get()) : Ref::borrow(g.global_name.get());
+    Ref module_name = Ref::borrow(g.module_name.get());
     if (proto >= 4) {
         if (!save(module_name.get()) || !save(global_name.get())) return false;
         if (!writer.write_op(Op::STACK_GLOBAL)) return writer_failed();
-    } else if (parent.get() != module.get()) {
+    } else if (!top_level) {
         // A nested name before protocol 4: getattr(parent, lastname).
         Ref reduce_value = Ref::steal(
-            Py_BuildValue("(O(OO))", st.builtins_getattr, parent.get(), lastname.get()));
+            Py_BuildValue("(O(OO))", st.builtins_getattr, g.parent.get(), g.lastname.get()));
         if (!reduce_value || !save_reduce(reduce_value.get(), nullptr)) return false;
     } else {
         if (proto < 3 && fix_imports && !fix_imports_3to2(module_name, global_name)) return false;

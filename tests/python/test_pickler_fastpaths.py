@@ -12,9 +12,8 @@ import copyreg
 import io
 import pickle
 
-import pytest
-
 import picklex
+import pytest
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 
@@ -236,3 +235,76 @@ def test_reentrant_dump_on_the_same_pickler_is_refused():
     pickler = Reentrant(out2, 4)
     pickler.dump(["fine"])
     assert out2.getvalue() == pickle.dumps(["fine"], 4)
+
+
+# ---- remembered globals ----
+
+
+def _module_function():
+    return "original"
+
+
+def assert_same_outcome(obj, protocols=PROTOCOLS):
+    """Same bytes, or the same exception type, as the stdlib."""
+    for proto in protocols:
+        try:
+            want = pickle.dumps(obj, proto)
+        except Exception as exc:  # the type is what is compared
+            with pytest.raises(type(exc)):
+                picklex.dumps(obj, proto)
+        else:
+            assert picklex.dumps(obj, proto) == want
+
+
+def test_global_rebound_in_its_module_after_being_remembered():
+    original = _module_function
+    assert_same_outcome([original, original])
+    globals()["_module_function"] = lambda: "replacement"
+    try:
+        assert_same_outcome(original)  # "not the same object" in both
+    finally:
+        globals()["_module_function"] = original
+    assert_same_outcome(original)
+
+
+def test_global_renamed_after_being_remembered():
+    function = _module_function
+    assert_same_outcome(function)
+    function.__qualname__ = "renamed_function"
+    try:
+        assert_same_outcome(function)
+    finally:
+        function.__qualname__ = "_module_function"
+    function.__module__ = "collections"
+    try:
+        assert_same_outcome(function)
+    finally:
+        function.__module__ = __name__
+    assert_same_outcome(function)
+
+
+def test_global_whose_module_left_sys_modules(monkeypatch):
+    import sys
+
+    import colorsys
+
+    assert_same_outcome(colorsys.rgb_to_hsv)
+    monkeypatch.delitem(sys.modules, "colorsys")
+    assert_same_outcome(colorsys.rgb_to_hsv)  # both import a fresh module: not the same object
+
+
+def test_global_with_a_custom_import_hook(monkeypatch):
+    import builtins
+    import datetime
+
+    calls = []
+    real_import = builtins.__import__
+
+    def hook(name, *args, **kwargs):
+        calls.append(name)
+        return real_import(name, *args, **kwargs)
+
+    assert_same_outcome(datetime.date)
+    monkeypatch.setattr(builtins, "__import__", hook)
+    picklex.dumps(datetime.date, 4)
+    assert "datetime" in calls  # the hook is honoured, as by the stdlib pickler
