@@ -12,18 +12,7 @@ from __future__ import annotations
 from pickle import DEFAULT_PROTOCOL, PickleBuffer, PickleError, PicklingError, UnpicklingError
 
 from . import _picklex
-from ._errors import FileFormatError, MessageError, TruncatedMessageError
-from ._picklex import HIGHEST_PROTOCOL
-from .files import dump_file, load_file
-from .transport import (
-    DEFAULT_MAX_BUFFERS,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    BufferPool,
-    read_message,
-    recv,
-    send,
-    write_message,
-)
+from ._picklex import HIGHEST_PROTOCOL, Pickler, Unpickler, dump, dumps, load, loads
 
 __version__ = "0.1.0"
 
@@ -73,10 +62,34 @@ __all__ = [
     "BufferPool",
 ]
 
+# The features beyond the pickle module live in submodules that are imported on first use,
+# so `import picklex` costs no more than `import pickle`.
+_LAZY_EXPORTS = {
+    "dump_file": "files",
+    "load_file": "files",
+    "FileFormatError": "_errors",
+    "MessageError": "_errors",
+    "TruncatedMessageError": "_errors",
+    "send": "transport",
+    "recv": "transport",
+    "write_message": "transport",
+    "read_message": "transport",
+    "DEFAULT_MAX_MESSAGE_SIZE": "transport",
+    "DEFAULT_MAX_BUFFERS": "transport",
+    "BufferPool": "transport",
+}
+
 
 def __getattr__(name: str):
-    # Pickler/Unpickler and the four functions come from the extension; resolving them
-    # lazily keeps this module importable while either side is being rebuilt.
-    if name in ("Pickler", "dump", "dumps", "Unpickler", "load", "loads"):
-        return getattr(_picklex, name)
-    raise AttributeError(f"module 'picklex' has no attribute {name!r}")
+    submodule = _LAZY_EXPORTS.get(name)
+    if submodule is None:
+        raise AttributeError(f"module 'picklex' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{submodule}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))
