@@ -4,6 +4,7 @@
 #include "module_api.hpp"
 #include "module_state.hpp"
 #include "pickler.hpp"
+#include "stack_guard.hpp"
 
 namespace picklex::py {
 
@@ -185,7 +186,9 @@ namespace {
 /// Py_EnterRecursiveCall paired with its leave on every path.
 class RecursionGuard {
   public:
-    RecursionGuard() : entered_(Py_EnterRecursiveCall(" while pickling an object") == 0) {}
+    RecursionGuard()
+        : entered_(!StackGuard::exhausted() &&
+                   Py_EnterRecursiveCall(" while pickling an object") == 0) {}
     ~RecursionGuard() {
         if (entered_) Py_LeaveRecursiveCall();
     }
