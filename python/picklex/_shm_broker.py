@@ -18,32 +18,49 @@ Two kinds of entry:
   dropped when its owner releases it or its owner's connection closes (the owner exited or
   was killed).
 
+It also keeps **spare** segments: a receiver whose mapping of a message has died (and that
+has not forked since it mapped it, so nobody else can still see that memory) gives the
+segment back, and the next sender of a message that fits takes it instead of creating a new
+one. Spare pages are already allocated: writing into them costs a memcpy, not a page fault
+and a page allocation per 4 KiB, and dropping the receiver's last view frees nothing. Spares
+count against ``max_spare_bytes`` and are dropped after ``SPARE_IDLE_SECONDS`` unused.
+
 Every connection is checked with ``SO_PEERCRED``: only processes of the same user are served.
 """
 
 from __future__ import annotations
 
 import array
+import bisect
+import fcntl
 import os
 import selectors
 import socket
 import struct
 import threading
+import time
 from typing import NamedTuple
 
 # op, kind, 6 reserved, token, size
 REQUEST = struct.Struct("<BB6x16sQ")
-# status, 7 reserved, four counters (stats) or zeros
-REPLY = struct.Struct("<B7xQQQQ")
+# status, 7 reserved, six counters (stats) or zeros
+REPLY = struct.Struct("<B7xQQQQQQ")
 
-DEPOSIT, CLAIM, RELEASE, STATS = 1, 2, 3, 4
+DEPOSIT, CLAIM, RELEASE, STATS, TAKE, RECYCLE, TRIM = 1, 2, 3, 4, 5, 6, 7
 MESSAGE, SHARED = 1, 2
 OK, GONE, REFUSED, BAD = 0, 1, 2, 3
+_NO_COUNTERS = (0, 0, 0, 0, 0, 0)
 
 _FD_SPACE = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+# Descriptors received over a socket are close-on-exec like every descriptor Python opens.
+_RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _UCRED = struct.Struct("3i")
 #: Seconds a client waits for the broker's answer before giving up on it.
 REPLY_TIMEOUT = 60.0
+#: A spare segment unused for this long is dropped.
+SPARE_IDLE_SECONDS = 5.0
+#: A spare is handed out for a request of at least this fraction of its size.
+_SPARE_MIN_FILL = 0.5
 
 
 class Entry(NamedTuple):
@@ -70,8 +87,16 @@ def _close_all(fds: list[int]) -> None:
             pass
 
 
+def _is_segment(fd: int) -> bool:
+    """A sealed memfd (regular files and others have no seals to read)."""
+    try:
+        return bool(fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK)
+    except OSError:
+        return False
+
+
 def _reply(
-    conn: socket.socket, status: int, counters: tuple[int, ...] = (0, 0, 0, 0), fd: int = -1
+    conn: socket.socket, status: int, counters: tuple[int, ...] = _NO_COUNTERS, fd: int = -1
 ) -> None:
     data = REPLY.pack(status, *counters)
     if fd >= 0:
@@ -83,8 +108,9 @@ def _reply(
 class Broker:
     """The server: a daemon thread holding segment descriptors for other processes."""
 
-    def __init__(self, max_pending_bytes: int) -> None:
+    def __init__(self, max_pending_bytes: int, max_spare_bytes: int) -> None:
         self.max_pending_bytes = max_pending_bytes
+        self.max_spare_bytes = max_spare_bytes
         self.address = f"picklex-broker-{os.getpid()}-{os.urandom(8).hex()}"
         self.pid = os.getpid()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -94,6 +120,9 @@ class Broker:
         self.owned: dict[socket.socket, set[bytes]] = {}
         self.message_bytes = 0
         self.shared_bytes = 0
+        # Spare segments, sorted by size: (size, last use, descriptor).
+        self.spares: list[tuple[int, float, int]] = []
+        self.spare_bytes = 0
         self._wake_r, self._wake_w = os.pipe()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.listener, selectors.EVENT_READ)
@@ -127,6 +156,7 @@ class Broker:
         _close_all([entry.fd for entry in self.entries.values()])
         self.entries.clear()
         self.message_bytes = self.shared_bytes = 0
+        self._drop_spares(0.0)
         for conn in list(self.owned):
             conn.close()
         self.owned.clear()
@@ -138,13 +168,50 @@ class Broker:
 
     def _run(self) -> None:
         while True:
-            for key, _events in self._selector.select():
+            timeout = SPARE_IDLE_SECONDS if self.spares else None
+            for key, _events in self._selector.select(timeout):
                 if key.fileobj == self._wake_r:
                     return
                 if key.fileobj is self.listener:
                     self._accept()
                 else:
                     self._serve(key.fileobj)  # type: ignore[arg-type]
+            if self.spares:
+                self._drop_spares(time.monotonic() - SPARE_IDLE_SECONDS)
+
+    # ---- spares ------------------------------------------------------------------------
+
+    def _drop_spares(self, unused_since: float) -> None:
+        """Close the spares last used before ``unused_since`` (all of them for 0 or less)."""
+        keep = []
+        for spare in self.spares:
+            if unused_since > 0 and spare[1] >= unused_since:
+                keep.append(spare)
+            else:
+                os.close(spare[2])
+                self.spare_bytes -= spare[0]
+        self.spares = keep
+
+    def _add_spare(self, size: int, fd: int) -> None:
+        if size > self.max_spare_bytes:
+            os.close(fd)
+            return
+        while self.spare_bytes + size > self.max_spare_bytes:  # make room: oldest out
+            oldest = min(range(len(self.spares)), key=lambda i: self.spares[i][1])
+            old_size, _, old_fd = self.spares.pop(oldest)
+            os.close(old_fd)
+            self.spare_bytes -= old_size
+        bisect.insort(self.spares, (size, time.monotonic(), fd))
+        self.spare_bytes += size
+
+    def _take_spare(self, size: int) -> int:
+        """The smallest spare of at least ``size`` bytes (not much larger), or -1."""
+        index = bisect.bisect_left(self.spares, (size, -1.0, -1))
+        if index == len(self.spares) or self.spares[index][0] * _SPARE_MIN_FILL > size:
+            return -1
+        spare_size, _, fd = self.spares.pop(index)
+        self.spare_bytes -= spare_size
+        return fd
 
     def _accept(self) -> None:
         try:
@@ -191,7 +258,7 @@ class Broker:
     def _serve(self, conn: socket.socket) -> None:
         fds: list[int] = []
         try:
-            data, ancdata, flags, _ = conn.recvmsg(REQUEST.size, _FD_SPACE)
+            data, ancdata, flags, _ = conn.recvmsg(REQUEST.size, _FD_SPACE, _RECV_FLAGS)
             fds = _take_fds(ancdata)
             if not data:
                 self._drop(conn)
@@ -210,14 +277,29 @@ class Broker:
                     entry = self._remove(token)
                     if entry is not None:
                         os.close(entry.fd)
+            elif op == TAKE:
+                fd = self._take_spare(size)
+                try:
+                    _reply(conn, OK if fd >= 0 else GONE, fd=fd)
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
+            elif op == RECYCLE:
+                if len(fds) == 1 and _is_segment(fds[0]):
+                    fd = fds.pop()
+                    self._add_spare(os.fstat(fd).st_size, fd)
+            elif op == TRIM:
+                self._drop_spares(0.0)
+                _reply(conn, OK)
             elif op == STATS:
                 counts = [0, 0]
                 for entry in self.entries.values():
                     counts[entry.kind == SHARED] += 1
-                _reply(conn, OK, (counts[0], self.message_bytes, counts[1], self.shared_bytes))
+                counters = (counts[0], self.message_bytes, counts[1], self.shared_bytes)
+                _reply(conn, OK, (*counters, len(self.spares), self.spare_bytes))
             else:
                 _reply(conn, BAD)
-        except OSError:
+        except Exception:  # a broken or misbehaving client: never let the loop die
             self._drop(conn)
         finally:
             _close_all(fds)
@@ -229,6 +311,7 @@ class Broker:
             _close_all(fds)
             _reply(conn, BAD)
             return
+        size = os.fstat(fds[0]).st_size  # the truth, whatever the request said
         if kind == MESSAGE and self.message_bytes + size > self.max_pending_bytes:
             _close_all(fds)
             _reply(conn, REFUSED)
@@ -296,7 +379,7 @@ class Connection:
                     self.sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
                 else:
                     self.sock.send(request)
-                data, ancdata, _flags, _ = self.sock.recvmsg(REPLY.size, _FD_SPACE)
+                data, ancdata, _flags, _ = self.sock.recvmsg(REPLY.size, _FD_SPACE, _RECV_FLAGS)
             except OSError as exc:
                 raise BrokerUnavailable(f"picklex shared-memory broker failed: {exc}") from exc
         fds = _take_fds(ancdata)
@@ -308,10 +391,15 @@ class Connection:
         _close_all(fds)
         return status, tuple(counters), received
 
-    def notify(self, op: int, token: bytes) -> bool:
+    def notify(self, op: int, token: bytes = bytes(16), *, size: int = 0, fd: int = -1) -> bool:
         """Send a request that has no reply, without blocking (safe in finalizers)."""
+        request = REQUEST.pack(op, 0, token, size)
         try:
-            self.sock.send(REQUEST.pack(op, 0, token, 0), socket.MSG_DONTWAIT)
+            if fd >= 0:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                self.sock.sendmsg([request], rights, socket.MSG_DONTWAIT)
+            else:
+                self.sock.send(request, socket.MSG_DONTWAIT)
         except OSError:
             return False
         return True

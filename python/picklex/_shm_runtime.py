@@ -22,12 +22,17 @@ ENV = "PICKLEX_SHM_BROKER"
 _MAX_FOREIGN = 8
 
 
-def _default_max_pending_bytes() -> int:
+def _physical_memory() -> int:
     try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - Linux has both
-        physical = 16 << 30
-    return max(1 << 30, physical // 4)
+        return 16 << 30
+
+
+#: Default budget of sent-but-unclaimed message bytes a broker holds: a quarter of RAM.
+DEFAULT_MAX_PENDING_BYTES = max(1 << 30, _physical_memory() // 4)
+#: Default budget of spare segments kept for reuse: a sixteenth of RAM, at least 256 MiB.
+DEFAULT_MAX_SPARE_BYTES = max(256 << 20, _physical_memory() // 16)
 
 
 class Runtime:
@@ -39,7 +44,8 @@ class Runtime:
         self.home: str | None = os.environ.get(ENV) or None
         self.home_connection: Connection | None = None
         self.foreign: OrderedDict[str, Connection] = OrderedDict()
-        self.max_pending_bytes = _default_max_pending_bytes()
+        self.max_pending_bytes = DEFAULT_MAX_PENDING_BYTES
+        self.max_spare_bytes = DEFAULT_MAX_SPARE_BYTES
         self.pid = os.getpid()
 
     def home_link(self) -> Connection:
@@ -53,7 +59,7 @@ class Runtime:
                     return self.home_connection
                 except BrokerUnavailable:
                     self.home = None  # the root has gone: become a root ourselves
-            self.broker = Broker(self.max_pending_bytes)
+            self.broker = Broker(self.max_pending_bytes, self.max_spare_bytes)
             self.home = self.broker.address
             os.environ[ENV] = self.home
             self.home_connection = Connection(self.home)

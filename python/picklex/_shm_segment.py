@@ -15,7 +15,7 @@ import fcntl
 import mmap as _mmap
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from . import _framing
@@ -23,7 +23,8 @@ from ._buffers import _numpy, padding, write_views
 from ._errors import MessageError
 
 _ZEROS = memoryview(bytes(64))
-_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+# Shrinking is what could make a mapping fault past the end; growing is harmless.
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 
 #: memfd names start with this; they show in /proc/<pid>/maps as "/memfd:picklex-... (deleted)".
 NAME_PREFIX = "picklex-"
@@ -55,13 +56,24 @@ def layout(stream_length: int, lengths: Sequence[int]) -> tuple[int, list[int]]:
     return stream_offset, [*offsets, position]
 
 
-def write(
-    name: str, stream: bytes, buffers: Sequence[memoryview], readonly: Sequence[bool]
-) -> Written:
-    """Create a sealed memfd holding ``stream`` and ``buffers`` in the segment layout.
+def size_of(stream_length: int, buffers: Sequence[memoryview]) -> int:
+    """Bytes a segment holding this stream and these buffers needs."""
+    return layout(stream_length, [view.nbytes for view in buffers])[1][-1]
 
-    The data goes in with ``pwritev`` straight from the objects' memory: the kernel copies
-    each byte once into the segment's pages, and this process never maps them.
+
+def write(
+    name: str,
+    stream: bytes,
+    buffers: Sequence[memoryview],
+    readonly: Sequence[bool],
+    spare: int = -1,
+) -> Written:
+    """Write ``stream`` and ``buffers`` in the segment layout into a sealed memfd.
+
+    The memfd is ``spare`` (a descriptor of an unused segment at least this large, whose
+    ownership passes to the result) or a new one. The data goes in with ``pwritev`` straight
+    from the objects' memory: the kernel copies each byte once into the segment's pages, and
+    this process never maps them.
     """
     lengths = [view.nbytes for view in buffers]
     head = _framing.encode(len(stream), list(zip(lengths, readonly)))
@@ -73,9 +85,14 @@ def write(
         pieces.append(_ZEROS[: offset - position])
         pieces.append(view)
         position = offset + view.nbytes
-    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    fd = spare if spare >= 0 else os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
-        os.ftruncate(fd, size)
+        if spare >= 0:
+            size = os.fstat(fd).st_size
+            if size < offsets[-1]:
+                raise OSError("spare shared-memory segment too small")
+        else:
+            os.ftruncate(fd, size)
         written = 0
 
         def emit(batch: list[memoryview]) -> int:
@@ -85,7 +102,8 @@ def write(
             return got
 
         write_views(emit, pieces)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        if spare < 0:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
         inode = os.fstat(fd).st_ino
     except BaseException:
         os.close(fd)
@@ -121,17 +139,56 @@ def _mmap_function() -> Any:
 
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
+# Forks seen by this process (bumped in parent and child). A mapping alive across a fork is
+# also in the child, so its segment must never be reused: see Mapping's ``recycle``.
+_forks = [0]
+# Descriptors kept by live recyclable mappings; past MAX_KEPT a mapping keeps none.
+_kept: set[int] = set()
+MAX_KEPT = 64
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_parent=_count_fork, after_in_child=_count_fork)
+
+
+def _unmap(
+    libc: Any, address: int, size: int, fd: int, forks: int, recycle: Callable[[int, int], None]
+) -> None:
+    libc.munmap(address, size)
+    if fd < 0:
+        return
+    _kept.discard(fd)
+    try:
+        if forks == _forks[0]:  # nobody else can see this memory: let it be reused
+            recycle(fd, size)
+    finally:
+        os.close(fd)
+
 
 class Mapping:
     """One mapping of a segment, owned by this object and unmapped when it dies.
 
     It exposes the mapped bytes through ``__array_interface__``, so a numpy array made from
-    it keeps it alive; every view handed to the unpickler descends from that array. Holding no
-    file descriptor, any number of mappings can be alive at once. ``name`` and ``inode``
-    identify the memfd (as in ``/proc/<pid>/maps``).
+    it keeps it alive; every view handed to the unpickler descends from that array. It holds
+    no file descriptor, so any number of mappings can be alive at once, unless ``recycle`` is
+    given: then it keeps the segment's descriptor (at most :data:`MAX_KEPT` mappings do) and
+    once unmapped passes it to ``recycle(fd, size)``, provided the process has not forked
+    since (a forked child would still map the same memory). ``inode`` identifies the memfd
+    (as in ``/proc/<pid>/maps``).
     """
 
-    def __init__(self, fd: int, size: int, *, shared: bool) -> None:
+    def __init__(
+        self,
+        fd: int,
+        size: int,
+        *,
+        shared: bool,
+        recycle: Callable[[int, int], None] | None = None,
+    ) -> None:
         libc = _mmap_function()
         flags = _mmap.MAP_SHARED if shared else _mmap.MAP_PRIVATE
         prot = _mmap.PROT_READ | _mmap.PROT_WRITE
@@ -149,13 +206,29 @@ class Mapping:
             "typestr": "|u1",
             "version": 3,
         }
+        kept = -1
+        if recycle is not None and len(_kept) < MAX_KEPT:
+            try:
+                kept = os.dup(fd)  # close-on-exec, as every descriptor Python creates
+            except OSError:  # out of descriptors: this one just will not be reused
+                kept = -1
+            else:
+                _kept.add(kept)
+        self.recyclable = kept >= 0
         # At interpreter exit the process unmaps everything anyway; running the finalizer
         # then could pull memory from under objects other exit handlers still use.
-        weakref.finalize(self, libc.munmap, address, size).atexit = False
+        finalizer = weakref.finalize(
+            self, _unmap, libc, address, size, kept, _forks[0], recycle or _no_recycle
+        )
+        finalizer.atexit = False
 
     def view(self) -> memoryview:
         """A writable unsigned-byte view of the whole mapping that keeps it alive."""
         return memoryview(_numpy().asarray(self))
+
+
+def _no_recycle(fd: int, size: int) -> None:
+    """Never called: mappings without ``recycle`` keep no descriptor."""
 
 
 class _MmapMapping:
@@ -172,10 +245,12 @@ class _MmapMapping:
         return memoryview(self.map)
 
 
-def map_segment(fd: int, size: int, *, shared: bool) -> Mapping | _MmapMapping:
+def map_segment(
+    fd: int, size: int, *, shared: bool, recycle: Callable[[int, int], None] | None = None
+) -> Mapping | _MmapMapping:
     """Map ``size`` bytes of a segment: ``shared`` (MAP_SHARED) or copy-on-write."""
     if _numpy() is not None:
-        return Mapping(fd, size, shared=shared)
+        return Mapping(fd, size, shared=shared, recycle=recycle)
     return _MmapMapping(fd, size, shared=shared)  # pragma: no cover - numpy is installed in tests
 
 

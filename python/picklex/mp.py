@@ -82,9 +82,7 @@ def install(*, threshold: int | None = None, max_pending_bytes: int | None = Non
             raise ValueError("threshold must be >= 0")
         _state["threshold"] = threshold
     if max_pending_bytes is not None:
-        RUNTIME.max_pending_bytes = max_pending_bytes
-        if RUNTIME.broker is not None:
-            RUNTIME.broker.max_pending_bytes = max_pending_bytes
+        shm.configure(max_pending_bytes=max_pending_bytes)
     if not _state["installed"]:
         ForkingPickler.dumps = classmethod(_forking_dumps)  # type: ignore[assignment]
         ForkingPickler.loads = staticmethod(_picklex.loads)  # type: ignore[assignment]

@@ -44,10 +44,12 @@ __all__ = [
     "SegmentGoneError",
     "SharedHandle",
     "available",
+    "configure",
     "dumps",
     "loads",
     "share",
     "stats",
+    "trim",
 ]
 
 #: Buffers of at least this many bytes go to shared memory in :func:`dumps` (and a pickle
@@ -114,7 +116,14 @@ def _deposit(
 ) -> tuple[Handle, _shm_broker.Connection] | None:
     """Write a segment and give it to the home broker; None when the broker refuses it."""
     conn = RUNTIME.home_link()
-    written = _shm_segment.write(_segment_name(), stream, views, readonly)
+    spare = -1
+    needed = _shm_segment.size_of(len(stream), views)
+    try:
+        status, _, spare = conn.call(_shm_broker.TAKE, size=needed)
+    except BrokerUnavailable:
+        RUNTIME.forget(conn)
+        conn = RUNTIME.home_link()
+    written = _shm_segment.write(_segment_name(), stream, views, readonly, spare)
     token = os.urandom(16)
     try:
         try:
@@ -173,10 +182,19 @@ def _claim(handle: Handle) -> int:
     return fd
 
 
+def _recycle(fd: int, size: int) -> None:
+    """Give a message's segment, no longer mapped anywhere, to the broker as a spare."""
+    conn = RUNTIME.home_connection  # never connect from a finalizer
+    if conn is not None:
+        conn.notify(_shm_broker.RECYCLE, size=size, fd=fd)
+
+
 def _load_handle(handle: Handle, *, shared: bool, **loads_kwargs: Any) -> Any:
     fd = _claim(handle)
+    # A claimed message is this process's alone: once unmapped it can be reused.
+    recycle = _recycle if handle.kind == _shm_broker.MESSAGE else None
     try:
-        mapping = _shm_segment.map_segment(fd, handle.size, shared=shared)
+        mapping = _shm_segment.map_segment(fd, handle.size, shared=shared, recycle=recycle)
     finally:
         os.close(fd)
     stream, buffers = _shm_segment.contents(mapping.view())
@@ -406,19 +424,46 @@ def share(obj: Any, *, protocol: int | None = 5) -> SharedHandle:
 
 
 def stats() -> dict[str, int]:
-    """What this process tree's broker holds: unclaimed messages and open shares.
+    """What this process tree's broker holds: unclaimed messages, open shares, spares.
 
-    Keys: ``messages``, ``message_bytes``, ``shared``, ``shared_bytes``. Starts the broker
-    if this process has none yet.
+    Keys: ``messages``, ``message_bytes``, ``shared``, ``shared_bytes``, ``spares``,
+    ``spare_bytes``. Starts the broker if this process has none yet.
     """
     conn = RUNTIME.home_link()
-    status, counters, fd = conn.call(_shm_broker.STATS)
+    _status, counters, fd = conn.call(_shm_broker.STATS)
     if fd >= 0:  # pragma: no cover - the broker sends none with stats
         os.close(fd)
-    messages, message_bytes, shared, shared_bytes = counters
-    return {
-        "messages": messages,
-        "message_bytes": message_bytes,
-        "shared": shared,
-        "shared_bytes": shared_bytes,
-    }
+    names = ("messages", "message_bytes", "shared", "shared_bytes", "spares", "spare_bytes")
+    return dict(zip(names, counters))
+
+
+def trim() -> None:
+    """Drop the spare segments this process tree's broker keeps for reuse, now.
+
+    Spares are segments whose receivers are done with them; the next message that fits
+    reuses one instead of allocating fresh memory. They are dropped anyway after a few
+    seconds unused (``_shm_broker.SPARE_IDLE_SECONDS``) and never exceed ``max_spare_bytes``.
+    """
+    RUNTIME.home_link().call(_shm_broker.TRIM)
+
+
+def configure(*, max_pending_bytes: int | None = None, max_spare_bytes: int | None = None) -> None:
+    """Set the budgets of the broker this process runs (or will run, as a tree's root).
+
+    ``max_pending_bytes``: most bytes of sent-but-unclaimed messages held at once (default a
+    quarter of RAM); beyond it :func:`dumps` puts the buffers in the pickle instead.
+    ``max_spare_bytes``: most bytes of spare segments kept for reuse (default a sixteenth of
+    RAM, at least 256 MiB; 0 disables reuse). No effect in a process whose broker is its
+    parent's.
+    """
+    for name, value in (
+        ("max_pending_bytes", max_pending_bytes),
+        ("max_spare_bytes", max_spare_bytes),
+    ):
+        if value is None:
+            continue
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0")
+        setattr(RUNTIME, name, value)
+        if RUNTIME.broker is not None:
+            setattr(RUNTIME.broker, name, value)

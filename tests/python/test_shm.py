@@ -194,6 +194,18 @@ def settle() -> None:
     del stats
 
 
+def quiesce() -> None:
+    """settle(), then drop the spare segments our broker keeps, so Shmem shows only the rest."""
+    settle()
+    shm.trim()
+
+
+def books() -> dict[str, int]:
+    """The broker's messages and shares (spares come and go with reuse and idling)."""
+    stats = shm.stats()
+    return {key: stats[key] for key in ("messages", "message_bytes", "shared", "shared_bytes")}
+
+
 # ------------------------------------------------------------------------ one-shot messages
 
 
@@ -253,11 +265,11 @@ def test_stdlib_pickle_loads_a_message() -> None:
 
 def test_small_objects_stay_ordinary_pickles() -> None:
     settle()
-    before = shm.stats()
+    before = books()
     for obj in (1, "x" * 100, {"a": [1, 2, 3]}, np.arange(100), bytearray(1000)):
         data = shm.dumps(obj)
         assert data == picklex.dumps(obj, 5)
-    assert shm.stats() == before
+    assert books() == before
 
 
 def test_threshold_splits_buffers() -> None:
@@ -315,28 +327,32 @@ def test_many_live_messages_hold_no_descriptors() -> None:
         shm.loads(shm.dumps(np.full(64 << 10, i % 256, dtype=np.uint8), threshold=0))
         for i in range(1500)
     ]
-    assert len(os.listdir("/proc/self/fd")) - fds_before < 20
+    # Only the first few keep a descriptor, for reusing their segment once they are dropped.
+    assert len(os.listdir("/proc/self/fd")) - fds_before <= _shm_segment.MAX_KEPT + 20
     assert all(int(r[0]) == i % 256 for i, r in enumerate(received))
     del received
 
 
 def test_many_round_trips_do_not_grow() -> None:
+    quiesce()
     sent = big(2 * MIB)
     for _ in range(20):
         shm.loads(shm.dumps(sent))
     settle()
-    fds = len(os.listdir("/proc/self/fd"))
+    # The broker runs in this process: its spare segments are descriptors here too.
+    fds = len(os.listdir("/proc/self/fd")) - shm.stats()["spares"]
     maps = len(mapped_inodes())
-    stats = shm.stats()
+    stats = books()
     shmem = shmem_bytes()
     for _ in range(300):
         received = shm.loads(shm.dumps(sent))
         assert received[7] == sent[7]
     del received
     settle()
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert len(os.listdir("/proc/self/fd")) - shm.stats()["spares"] == fds
     assert len(mapped_inodes()) == maps
-    assert shm.stats() == stats
+    assert books() == stats
+    assert shm.stats()["spares"] <= 2  # one segment went round and round
     assert shmem_bytes() - shmem < 200 * MIB  # 300 x 2 MiB went through; none stayed
 
 
@@ -390,6 +406,77 @@ def test_damaged_handles_are_refused() -> None:
     with pytest.raises(picklex.MessageError):
         shm._load_message(bytes(packed[:50]))
     shm._load_message(bytes(packed))  # the intact one still loads
+
+
+# --------------------------------------------------------------------------- spare segments
+
+
+def test_spare_segments_are_reused() -> None:
+    quiesce()
+    sent = big(4 * MIB)
+    received = shm.loads(shm.dumps(sent))
+    inode = segment_of(received)[1]
+    del received
+    settle()
+    assert shm.stats()["spares"] == 1  # the receiver gave the segment back
+    again = shm.loads(shm.dumps(sent + 1))
+    assert shm.stats()["spares"] == 0
+    assert segment_of(again)[1] == inode  # same memory, new contents
+    np.testing.assert_array_equal(again, sent + 1)
+
+
+def test_no_reuse_of_memory_a_forked_child_still_maps() -> None:
+    quiesce()
+    sent = big(4 * MIB, seed=5)
+    received = shm.loads(shm.dumps(sent))
+    inode = segment_of(received)[1]
+    go, ready = os.pipe()
+    answer_read, answer_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: keeps its inherited copy, checks it later
+        try:
+            os.read(go, 1)
+            same = bool(np.array_equal(received, sent))
+            del received
+            gc.collect()  # the child's copy dies: must not be given back either
+            os.write(answer_write, b"same" if same else b"changed")
+        finally:
+            os._exit(0)
+    try:
+        del received
+        settle()
+        assert shm.stats()["spares"] == 0  # alive across a fork: never reused
+        other = shm.loads(shm.dumps(np.zeros_like(sent)))
+        assert segment_of(other)[1] != inode
+        os.write(ready, b"x")
+        assert os.read(answer_read, 100) == b"same"
+    finally:
+        os.waitpid(pid, 0)
+        for fd in (go, ready, answer_read, answer_write):
+            os.close(fd)
+    settle()
+    assert shm.stats()["spares"] == 0
+
+
+def test_spare_budget_and_idle_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    quiesce()
+    RUNTIME.home_link()
+    if RUNTIME.broker is None:
+        pytest.skip("this process's broker lives elsewhere")
+    monkeypatch.setattr(RUNTIME.broker, "max_spare_bytes", 5 * MIB)
+    held = [shm.loads(shm.dumps(big(2 * MIB, seed))) for seed in range(4)]
+    del held
+    settle()
+    stats = shm.stats()
+    assert stats["spares"] == 2 and stats["spare_bytes"] <= 5 * MIB
+    monkeypatch.setattr(_shm_broker, "SPARE_IDLE_SECONDS", 0.2)
+    shm.stats()  # wake the broker so that it waits with the short timeout
+    assert wait_until(lambda: shm.stats()["spares"] == 0, timeout=10)
+
+
+def test_configure_checks_its_arguments() -> None:
+    with pytest.raises(ValueError):
+        shm.configure(max_spare_bytes=-1)
 
 
 # ------------------------------------------------------------------------------ owned shares
@@ -600,6 +687,28 @@ def test_other_users_are_refused() -> None:
         assert handle.load() is not None  # we, the same user, still are served
 
 
+def test_broker_survives_bad_requests(tmp_path: Path) -> None:
+    """Malformed packets, descriptors that are not segments, unknown tokens: clean answers."""
+    quiesce()
+    RUNTIME.home_link()
+    raw = _shm_broker.Connection(RUNTIME.home)
+    try:
+        raw.sock.send(b"short")
+        assert _shm_broker.REPLY.unpack(raw.sock.recv(100))[0] == _shm_broker.BAD
+        status, _, fd = raw.call(_shm_broker.DEPOSIT, os.urandom(16), kind=_shm_broker.MESSAGE)
+        assert status == _shm_broker.BAD and fd < 0  # no descriptor attached
+        assert raw.call(_shm_broker.CLAIM, os.urandom(16))[0] == _shm_broker.GONE
+        assert raw.call(99)[0] == _shm_broker.BAD
+        with open(tmp_path / "plain", "wb+") as plain:
+            plain.write(b"x" * 4096)
+            raw.notify(_shm_broker.RECYCLE, size=4096, fd=plain.fileno())
+        spares = raw.call(_shm_broker.STATS)[1][4]  # same connection: after the RECYCLE
+        assert spares == 0  # a plain file is never kept, nor handed out as a segment
+    finally:
+        raw.close()
+    np.testing.assert_array_equal(shm.loads(shm.dumps(big(MIB))), big(MIB))
+
+
 # ------------------------------------------------------------------------------ no leaks
 
 
@@ -683,8 +792,8 @@ def test_unreceived_messages_go_at_exit() -> None:
 
 def test_killed_child_holding_segments_of_our_broker() -> None:
     """A child of our tree shares, maps our message, then is killed: its share is dropped."""
-    settle()
-    stats = shm.stats()
+    quiesce()
+    stats = books()
     before = shmem_bytes()
     sent = big(64 * MIB)
     message = shm.dumps(sent)
@@ -712,12 +821,12 @@ def test_killed_child_holding_segments_of_our_broker() -> None:
         assert child_holds >= 1  # the mapping of the message it received
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(TIMEOUT) == -signal.SIGKILL
-    assert wait_until(lambda: shm.stats() == stats)
+    assert wait_until(lambda: books() == stats)
     # Nobody holds what the child wrote (its share) or mapped (our message) any more.
     assert not holders(f"memfd:{_shm_segment.NAME_PREFIX}{os.getpid()}-{proc.pid} ")
     assert proc.pid not in holders(f"memfd:{_shm_segment.NAME_PREFIX}")
     with pytest.raises(shm.SegmentGoneError):
         handle.load()
     del sent
-    gc.collect()
+    quiesce()
     assert_memory_returns(before, 128 * MIB)
