@@ -5,12 +5,20 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from pickle import (
     DEFAULT_PROTOCOL as DEFAULT_PROTOCOL,
+)
+from pickle import (
     PickleBuffer as PickleBuffer,
+)
+from pickle import (
     PickleError as PickleError,
+)
+from pickle import (
     PicklingError as PicklingError,
+)
+from pickle import (
     UnpicklingError as UnpicklingError,
 )
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 __version__: str
 HIGHEST_PROTOCOL: int

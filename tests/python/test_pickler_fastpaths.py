@@ -284,9 +284,8 @@ def test_global_renamed_after_being_remembered():
 
 
 def test_global_whose_module_left_sys_modules(monkeypatch):
-    import sys
-
     import colorsys
+    import sys
 
     assert_same_outcome(colorsys.rgb_to_hsv)
     monkeypatch.delitem(sys.modules, "colorsys")
