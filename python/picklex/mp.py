@@ -56,14 +56,30 @@ def threshold() -> int:
     return _state["threshold"]
 
 
+# (copyreg's table, ForkingPickler's reducers, the merged table): the pickler caches per-type
+# decisions for as long as it sees the same table object, so it is rebuilt only on change.
+_tables: list[tuple[dict, dict, dict]] = []
+
+
+def _dispatch_table(cls: Any) -> dict:
+    """ForkingPickler's dispatch table (copyreg's plus its own reducers), as it builds it."""
+    copyreg_table, extra = cls._copyreg_dispatch_table, cls._extra_reducers
+    if _tables:
+        seen_copyreg, seen_extra, merged = _tables[0]
+        if seen_copyreg == copyreg_table and seen_extra == extra:
+            return merged
+    merged = dict(copyreg_table)
+    merged.update(extra)
+    _tables[:] = [(dict(copyreg_table), dict(extra), merged)]
+    return merged
+
+
 def _forking_dumps(cls: type, obj: Any, protocol: int | None = None) -> Any:
     """ForkingPickler.dumps, with large buffers sent through shared memory."""
     if protocol is not None and resolve_protocol(protocol) < 5:
         return _ORIGINAL["dumps"].__func__(cls, obj, protocol)
-    table = dict(cls._copyreg_dispatch_table)
-    table.update(cls._extra_reducers)
     data, _used_segment = shm.encode(
-        obj, protocol=5, threshold=_state["threshold"], dispatch_table=table
+        obj, protocol=5, threshold=_state["threshold"], dispatch_table=_dispatch_table(cls)
     )
     return data
 

@@ -101,6 +101,8 @@ def _pickle(
         pickler.dispatch_table = dispatch_table
         pickler.dump(obj)
         stream = out.getvalue()
+    if not large:
+        return stream, [], []
     views = [byte_view(buffer.raw()) for buffer in large]
     readonly = [memoryview(buffer).readonly for buffer in large]
     return stream, views, readonly
@@ -263,7 +265,8 @@ def encode(
     dispatch_table: Mapping[type, Callable[[Any], Any]] | None = None,
 ) -> tuple[bytes, bool]:
     """:func:`dumps`, also saying whether a segment was used (for the multiprocessing hook)."""
-    protocol = resolve_protocol(protocol)
+    if protocol is None or protocol < 0:
+        protocol = resolve_protocol(protocol)
     stream, views, readonly = _pickle(obj, protocol, threshold, dispatch_table)
     if not views and len(stream) < threshold:
         return stream, False

@@ -263,6 +263,21 @@ def test_small_messages_are_ordinary_pickles() -> None:
     assert books() == before
 
 
+class Registered:
+    """A type given a reducer through ForkingPickler.register in the test below."""
+
+
+def test_registered_reducers_are_seen_and_updated() -> None:
+    try:
+        ForkingPickler.register(Registered, lambda obj: (str, ("first",)))
+        assert ForkingPickler.loads(ForkingPickler.dumps([Registered(), array(MIB)]))[0] == "first"
+        ForkingPickler.register(Registered, lambda obj: (str, ("second",)))  # same key, new value
+        assert ForkingPickler.loads(ForkingPickler.dumps(Registered())) == "second"
+    finally:
+        ForkingPickler._extra_reducers.pop(Registered, None)
+    assert isinstance(ForkingPickler.loads(ForkingPickler.dumps(Registered())), Registered)
+
+
 def test_large_messages_are_small_on_the_pipe() -> None:
     data = ForkingPickler.dumps([array(4 * MIB)])
     assert len(data) < 300
