@@ -161,6 +161,8 @@ PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) 
     if (!machine.get()) return PyErr_NoMemory();
     FileSource source(methods.read.get(), methods.readline.get(), methods.readinto.get(),
                       methods.peek.get(), nullptr);
+    settings.adopt_payload = FileSource::adopt_payload;
+    settings.payload_source = &source;
     return run_load(*machine.get(), source, std::move(settings));
 }
 
@@ -226,7 +228,7 @@ PyMethodDef unpickler_functions[] = {
 } // namespace
 
 bool add_unpickler_api(PyObject* module) {
-    if (!ready_unpickler_types() || !init_find_class()) return false;
+    if (!ready_unpickler_types() || !init_find_class() || !init_file_source()) return false;
     PyObject* type = reinterpret_cast<PyObject*>(unpickler_type());
     if (PyModule_AddObjectRef(module, "Unpickler", type) < 0) return false;
     return PyModule_AddFunctions(module, unpickler_functions) == 0;

@@ -9,26 +9,17 @@
 #include <cstring>
 #include <optional>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "module_state.hpp"
+#include "unpickler_memory.hpp"
 
 namespace picklex::py {
 
 namespace {
 
-/// Copy a large payload into freshly allocated memory. A fresh 100 MiB block costs 25,600
-/// page faults on first touch, which take three times as long as the copy; asking for
-/// transparent huge pages (2 MiB) first makes that a few dozen.
+/// Copy a large payload into freshly allocated memory, huge pages first.
 void copy_into_fresh(char* dest, const char* src, std::size_t n) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-    const auto begin = (reinterpret_cast<std::uintptr_t>(dest) + kHuge - 1) & ~(kHuge - 1);
-    const auto end = (reinterpret_cast<std::uintptr_t>(dest) + n) & ~(kHuge - 1);
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
+    advise_huge_pages(dest, n);
     std::memcpy(dest, src, n);
 }
 
@@ -228,6 +219,9 @@ PyObject* PyOps::make_float_text(const char* text) {
 }
 
 PyObject* PyOps::make_large_bytes(const char* p, std::size_t n) {
+    // A stream may have read the payload straight into a bytes object: take it as is.
+    if (settings_.adopt_payload)
+        if (PyObject* whole = settings_.adopt_payload(settings_.payload_source, p, n)) return whole;
     PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
     if (bytes) copy_into_fresh(PyBytes_AS_STRING(bytes), p, n);
     return bytes;

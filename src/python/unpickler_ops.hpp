@@ -36,6 +36,10 @@ struct LoadSettings {
     // read through these slots at every PERSID (null for load()/loads()).
     PyObject* const* pers_func = nullptr;
     PyObject* const* pers_func_self = nullptr;
+    // A stream source that read a large bytes payload straight into a bytes object hands the
+    // object over (a new reference) instead of having it copied; null when it did not.
+    PyObject* (*adopt_payload)(void* source, const char* data, std::size_t size) = nullptr;
+    void* payload_source = nullptr;
 };
 
 /// CPython's Unpickler.find_class: sys.audit, the Python 2 name mapping for protocols < 3,
@@ -117,6 +121,8 @@ class PyOps {
         settings_.buffers = nullptr;
         settings_.unpickler = nullptr;
         settings_.pers_func = settings_.pers_func_self = nullptr;
+        settings_.adopt_payload = nullptr;
+        settings_.payload_source = nullptr;
     }
     int protocol() const noexcept { return protocol_; }
     /// The exception type of an error this Ops raised itself (its message goes through the
@@ -172,7 +178,7 @@ class PyOps {
     }
     PyObject* make_py2_str(const char* p, std::size_t n);
     PyObject* make_py2_str_escaped(const char* p, std::size_t n);
-    PICKLEX_DECODE_INLINE static PyObject* make_bytes(const char* p, std::size_t n) {
+    PICKLEX_DECODE_INLINE PyObject* make_bytes(const char* p, std::size_t n) {
         if (n >= kLargePayload) return make_large_bytes(p, n);
         return PyBytes_FromStringAndSize(p, static_cast<Py_ssize_t>(n));
     }
@@ -246,7 +252,7 @@ class PyOps {
     /// Payloads from this size on are copied into memory backed by huge pages where the OS
     /// offers them: first-touch page faults otherwise cost more than the copy itself.
     static constexpr std::size_t kLargePayload = std::size_t{4} << 20;
-    static PyObject* make_large_bytes(const char* p, std::size_t n);
+    PyObject* make_large_bytes(const char* p, std::size_t n);
     static PyObject* make_large_bytearray(const char* p, std::size_t n);
 
     PICKLEX_DECODE_INLINE static bool is_ascii(const char* p, std::size_t n) noexcept {

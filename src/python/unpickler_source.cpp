@@ -2,9 +2,13 @@
 #include "unpickler_source.hpp"
 
 #include "module_state.hpp"
+#include "unpickler_memory.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+
+#include <sys/stat.h>
 
 namespace picklex::py {
 
@@ -19,7 +23,69 @@ PyObject* call_with_size(PyObject* method, std::size_t n) {
     return result;
 }
 
+/// The io types whose remaining size FileSource may ask for.
+struct StreamTypes {
+    PyObject* bytes_io = nullptr;
+    PyObject* buffered_reader = nullptr;
+    PyObject* buffered_random = nullptr;
+    PyObject* file_io = nullptr;
+};
+StreamTypes g_streams;
+
+/// obj.method() as a Py_ssize_t, or -1 (no exception left behind).
+Py_ssize_t call_size_method(PyObject* obj, const char* method) {
+    Ref result = Ref::steal(PyObject_CallMethod(obj, method, nullptr));
+    const Py_ssize_t value = result ? PyLong_AsSsize_t(result.get()) : -1;
+    if (value < 0) PyErr_Clear();
+    return value;
+}
+
 } // namespace
+
+bool init_file_source() {
+    Ref io = Ref::steal(PyImport_ImportModule("io"));
+    if (!io) return false;
+    g_streams.bytes_io = PyObject_GetAttrString(io.get(), "BytesIO");
+    g_streams.buffered_reader = PyObject_GetAttrString(io.get(), "BufferedReader");
+    g_streams.buffered_random = PyObject_GetAttrString(io.get(), "BufferedRandom");
+    g_streams.file_io = PyObject_GetAttrString(io.get(), "FileIO");
+    return g_streams.bytes_io && g_streams.buffered_reader && g_streams.buffered_random &&
+           g_streams.file_io;
+}
+
+std::size_t FileSource::remaining_hint() {
+    // The stream is the object the read() builtin method is bound to.
+    if (!PyCFunction_Check(read_.get())) return SIZE_MAX;
+    PyObject* file = PyCFunction_GET_SELF(read_.get());
+    if (!file) return SIZE_MAX;
+    PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(file));
+    Py_ssize_t size = -1;
+    if (type == g_streams.bytes_io) {
+        // Its end through seek(0, 2), then back: getbuffer() would copy a shared buffer.
+        const Py_ssize_t position = call_size_method(file, "tell");
+        if (position < 0) return SIZE_MAX;
+        Ref end = Ref::steal(PyObject_CallMethod(file, "seek", "ii", 0, 2));
+        size = end ? PyLong_AsSsize_t(end.get()) : -1;
+        Ref back = Ref::steal(PyObject_CallMethod(file, "seek", "n", position));
+        if (!end || !back || size < position) {
+            PyErr_Clear();
+            return SIZE_MAX;
+        }
+        return static_cast<std::size_t>(size - position);
+    } else if (type == g_streams.buffered_reader || type == g_streams.buffered_random ||
+               type == g_streams.file_io) {
+        const Py_ssize_t fd = call_size_method(file, "fileno");
+        struct stat info;
+        if (fd < 0 || fstat(static_cast<int>(fd), &info) != 0 || !S_ISREG(info.st_mode))
+            return SIZE_MAX;
+        size = static_cast<Py_ssize_t>(info.st_size);
+    } else {
+        return SIZE_MAX;
+    }
+    const Py_ssize_t position = call_size_method(file, "tell");
+    if (position < 0 || position > size) return SIZE_MAX;
+    return static_cast<std::size_t>(size - position);
+}
 
 bool FileMethods::lookup(PyObject* file) {
     const Names& names = state().names;
@@ -87,6 +153,41 @@ bool FileSource::sync() {
     return true;
 }
 
+bool FileSource::read_chunk(char* dest, std::size_t n, std::size_t& got) {
+    got = 0;
+    if (!readinto_) {
+        // Without readinto(): read() and copy, as _pickle does (bpo-39681).
+        Ref data = Ref::steal(call_with_size(read_.get(), n));
+        if (!data) return fail(Errc::external);
+        Py_buffer view;
+        if (PyObject_GetBuffer(data.get(), &view, PyBUF_CONTIG_RO) < 0) return fail(Errc::external);
+        got = std::min(static_cast<std::size_t>(view.len), n);
+        std::memcpy(dest, view.buf, got);
+        PyBuffer_Release(&view);
+        return true;
+    }
+    Ref view =
+        Ref::steal(PyMemoryView_FromMemory(dest, static_cast<Py_ssize_t>(n), PyBUF_WRITE));
+    if (!view) return fail(Errc::external);
+    Ref count = Ref::steal(PyObject_CallOneArg(readinto_.get(), view.get()));
+    // The memory may move later; a view kept by the stream must not outlive it.
+    Ref released = Ref::steal(PyObject_CallMethod(view.get(), "release", nullptr));
+    if (!released) PyErr_Clear();
+    if (!count) return fail(Errc::external);
+    const Py_ssize_t size = PyLong_AsSsize_t(count.get());
+    if (size == -1 && PyErr_Occurred()) return fail(Errc::external);
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "readinto() returned negative size");
+        return fail(Errc::external);
+    }
+    if (static_cast<std::size_t>(size) > n) {
+        PyErr_SetString(PyExc_ValueError, "readinto() returned more than requested");
+        return fail(Errc::external);
+    }
+    got = static_cast<std::size_t>(size);
+    return true;
+}
+
 bool FileSource::read_into_scratch(std::size_t n) {
     std::size_t have = scratch_.size();
     const std::size_t target = have + n;
@@ -98,43 +199,68 @@ bool FileSource::read_into_scratch(std::size_t n) {
             PyErr_NoMemory();
             return fail(Errc::external);
         }
-        char* dest = scratch_.data() + have;
         std::size_t got = 0;
-        if (readinto_) {
-            Ref view = Ref::steal(PyMemoryView_FromMemory(dest, static_cast<Py_ssize_t>(step),
-                                                          PyBUF_WRITE));
-            if (!view) return fail(Errc::external);
-            Ref count = Ref::steal(PyObject_CallOneArg(readinto_.get(), view.get()));
-            // The scratch memory may move later; a view kept by the stream must not outlive it.
-            Ref released = Ref::steal(PyObject_CallMethod(view.get(), "release", nullptr));
-            if (!released) PyErr_Clear();
-            if (!count) return fail(Errc::external);
-            const Py_ssize_t size = PyLong_AsSsize_t(count.get());
-            if (size == -1 && PyErr_Occurred()) return fail(Errc::external);
-            if (size < 0) {
-                PyErr_SetString(PyExc_ValueError, "readinto() returned negative size");
-                return fail(Errc::external);
-            }
-            if (static_cast<std::size_t>(size) > step) {
-                PyErr_SetString(PyExc_ValueError, "readinto() returned more than requested");
-                return fail(Errc::external);
-            }
-            got = static_cast<std::size_t>(size);
-        } else {
-            Ref data = Ref::steal(call_with_size(read_.get(), step));
-            if (!data) return fail(Errc::external);
-            Py_buffer view;
-            if (PyObject_GetBuffer(data.get(), &view, PyBUF_CONTIG_RO) < 0)
-                return fail(Errc::external);
-            got = std::min(static_cast<std::size_t>(view.len), step);
-            std::memcpy(dest, view.buf, got);
-            PyBuffer_Release(&view);
-        }
+        if (!read_chunk(scratch_.data() + have, step, got)) return false;
         have += got;
         scratch_.truncate(have);
         if (got < step) return fail(Errc::truncated);
     }
     return true;
+}
+
+bool FileSource::fill_payload_object(std::size_t n) {
+    // The rest of the window starts the payload; it is consumed from the stream (it may
+    // only have been peeked at) and the remainder is read into the same bytes object. That
+    // object is sized by what the stream says it holds, or else grows with what arrives,
+    // never with what the pickle claims.
+    const std::size_t have = static_cast<std::size_t>(end - next);
+    const std::size_t base = offset();
+    const std::size_t remaining = remaining_hint();
+    std::size_t capacity = remaining != SIZE_MAX
+                               ? std::min(n, have + remaining)
+                               : std::min(n, have + kFirstPayloadStep);
+    PyObject* payload = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(capacity));
+    if (!payload) return fail(Errc::external);
+    if (have) std::memcpy(PyBytes_AS_STRING(payload), next, have);
+    next = end;
+    if (!sync()) {
+        Py_DECREF(payload);
+        return false;
+    }
+    drop_object();
+    begin_ = next = end = synced_ = nullptr;
+    base_ = base;
+    std::size_t filled = have;
+    while (filled < n) {
+        const std::size_t step = std::min(n - filled, std::max(kFirstPayloadStep, filled));
+        if (filled + step > capacity) {
+            capacity = filled + step;
+            if (_PyBytes_Resize(&payload, static_cast<Py_ssize_t>(capacity)) < 0)
+                return fail(Errc::external); // the object is gone
+        }
+        char* dest = PyBytes_AS_STRING(payload) + filled;
+        advise_huge_pages(dest, step);
+        std::size_t got = 0;
+        const bool ok = read_chunk(dest, step, got);
+        filled += got;
+        if (!ok || got < step) {
+            Py_DECREF(payload);
+            return ok ? fail(Errc::truncated) : false;
+        }
+    }
+    object_ = Ref::steal(payload);
+    begin_ = next = synced_ = PyBytes_AS_STRING(payload);
+    end = begin_ + n;
+    peeked_ = false;
+    return true;
+}
+
+PyObject* FileSource::adopt_payload(void* source, const char* data, std::size_t size) {
+    PyObject* window = static_cast<FileSource*>(source)->object_.get();
+    if (!window || !PyBytes_CheckExact(window) || PyBytes_AS_STRING(window) != data ||
+        static_cast<std::size_t>(PyBytes_GET_SIZE(window)) != size)
+        return nullptr;
+    return Py_NewRef(window); // immutable: sharing it with the decoder is safe
 }
 
 bool FileSource::fill(std::size_t n) {
@@ -182,6 +308,7 @@ bool FileSource::fill_general(std::size_t n) {
 }
 
 bool FileSource::fill_payload(std::size_t n) {
+    if (n >= kDirectPayload) return fill_payload_object(n);
     // The rest of the window is the payload's start. Copy it out, consume it from the stream
     // (it may only have been peeked at), then read what is missing.
     const std::size_t have = static_cast<std::size_t>(end - next);

@@ -28,6 +28,9 @@ struct FileMethods {
     bool lookup(PyObject* file);
 };
 
+/// Module-init step for FileSource; false with an exception set.
+bool init_file_source();
+
 class FileSource {
   public:
     /// CPython's prefetch size for peek().
@@ -35,6 +38,11 @@ class FileSource {
     /// Reads of claimed lengths up to this size go to the stream in one call; longer ones
     /// grow step by step with what actually arrives.
     static constexpr std::size_t kMaxBlindRead = 1024 * 1024;
+    /// Bytes payloads from this size on are read straight into a bytes object that the
+    /// decoder adopts (adopt_payload), as _pickle reads them into the final object.
+    static constexpr std::size_t kDirectPayload = std::size_t{4} << 20;
+    /// First allocation for such a payload when the stream does not say how much it holds.
+    static constexpr std::size_t kFirstPayloadStep = 256 * 1024;
 
     /// `read` and `readline` are required; `readinto` and `peek` may be null. If peek()
     /// turns out to raise NotImplementedError, it is dropped here and in `*peek_slot` (the
@@ -53,6 +61,9 @@ class FileSource {
     /// rest is read, as _pickle's _Unpickler_ReadInto does (other reads drop the rest).
     bool fill_payload(std::size_t n);
     const char* fill_line();
+    /// LoadSettings::adopt_payload for this source: the bytes object holding exactly
+    /// [data, data + size), if the window is one (a new reference), else null.
+    static PyObject* adopt_payload(void* source, const char* data, std::size_t size);
 
     bool finish() { return sync(); }
     std::size_t offset() const noexcept {
@@ -69,6 +80,14 @@ class FileSource {
     void drop_object() noexcept;
     /// Append exactly `n` bytes from read()/readinto() to the scratch buffer.
     bool read_into_scratch(std::size_t n);
+    /// Read up to `n` bytes into `dest` with readinto() (or read() and a copy); `got` tells
+    /// how many arrived. False on a stream error.
+    bool read_chunk(char* dest, std::size_t n, std::size_t& got);
+    /// fill_payload() for a large payload: into a bytes object grown as data arrives.
+    bool fill_payload_object(std::size_t n);
+    /// How many bytes the stream can still deliver, when its type tells that cheaply and
+    /// without side effects (io.BytesIO; buffered or raw regular files); else SIZE_MAX.
+    std::size_t remaining_hint();
     bool fail(Errc code) noexcept {
         failure_ = code;
         return false;

@@ -177,6 +177,8 @@ PyObject* Unpickler_load_impl(PyObject* self) {
         FileSource source(core.file.read.get(), core.file.readline.get(),
                           core.file.readinto.get(), core.file.peek.get(),
                           slot_of(core.file.peek));
+        settings.adopt_payload = FileSource::adopt_payload;
+        settings.payload_source = &source;
         result = run_load(core.machine, source, std::move(settings));
     }
     core.loading = false;
