@@ -5,6 +5,7 @@
 #
 # Steps, in order:
 #   deps          install missing system and Python dependencies (scripts/install-deps.sh)
+#   lint          ruff over the Python code (package, tests, benchmarks, scripts)
 #   goldens       the C++ tests' golden files still match this interpreter's pickle
 #   wheel         `pip install .` (scikit-build-core) into a virtual environment
 #   core          C++ core tests (GoogleTest) in a Release build, via ctest
@@ -12,7 +13,7 @@
 #   asan-core     the C++ core tests again under ASan + UBSan (gcc)
 #   fuzz          every libFuzzer harness for FUZZ_SECONDS on a generated corpus (clang)
 #   asan-pytest   Python tests against an ASan + UBSan build of the extension
-# --quick runs deps, goldens, wheel, core and pytest only.
+# --quick runs deps, lint, goldens, wheel, core and pytest only.
 #
 # A failing step does not stop the others; the summary lists each step's result and time,
 # and the exit status is non-zero if any step failed.
@@ -32,8 +33,8 @@ venv="$root/build/$prefix-venv"
 vpython="$venv/bin/python"
 export PICKLEX_BUILD_PREFIX="$prefix" PICKLEX_JOBS="$jobs"
 
-all_steps=(deps goldens wheel core pytest asan-core fuzz asan-pytest)
-quick_steps=(deps goldens wheel core pytest)
+all_steps=(deps lint goldens wheel core pytest asan-core fuzz asan-pytest)
+quick_steps=(deps lint goldens wheel core pytest)
 selected=("${all_steps[@]}")
 only=()
 skip=()
@@ -67,6 +68,11 @@ step_deps() {
     # System packages once, Python packages into the test environment only.
     ensure_venv || return 1
     bash "$root/scripts/install-deps.sh" "$vpython"
+}
+
+step_lint() {
+    ensure_venv || return 1
+    (cd "$root" && "$vpython" -m ruff check python tests bench scripts examples fuzz)
 }
 
 step_goldens() {
