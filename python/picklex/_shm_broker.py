@@ -39,7 +39,9 @@ import socket
 import struct
 import threading
 import time
-from typing import NamedTuple
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
 # op, kind, 6 reserved, token, size
 REQUEST = struct.Struct("<BB6x16sQ")
@@ -67,7 +69,11 @@ class Entry(NamedTuple):
     fd: int
     size: int
     kind: int
-    owner: socket.socket | None  # the depositing connection, for shared entries
+    owner: object  # the depositing connection (or LOCAL_OWNER), for shared entries
+
+
+#: Owner of the shared entries deposited by the broker's own process.
+LOCAL_OWNER = "this process"
 
 
 def _take_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
@@ -105,34 +111,235 @@ def _reply(
         conn.send(data)
 
 
-class Broker:
-    """The server: a daemon thread holding segment descriptors for other processes."""
+class Books:
+    """What the broker holds: entries, owners, spares, budgets. Thread-safe, no I/O.
+
+    Every method that takes a descriptor takes ownership of it (keeps or closes it); every
+    descriptor returned belongs to the caller. Releases and recycles that come from
+    finalizers are queued (:meth:`defer`) rather than locked, because a finalizer may run
+    while its thread is inside a locked section; the next operation applies them.
+    """
 
     def __init__(self, max_pending_bytes: int, max_spare_bytes: int) -> None:
         self.max_pending_bytes = max_pending_bytes
         self.max_spare_bytes = max_spare_bytes
-        self.address = f"picklex-broker-{os.getpid()}-{os.urandom(8).hex()}"
-        self.pid = os.getpid()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind("\0" + self.address)  # abstract namespace
-        self.listener.listen(128)
+        self.lock = threading.Lock()
         self.entries: dict[bytes, Entry] = {}
-        self.owned: dict[socket.socket, set[bytes]] = {}
+        self.owned: dict[object, set[bytes]] = {LOCAL_OWNER: set()}
         self.message_bytes = 0
         self.shared_bytes = 0
         # Spare segments, sorted by size: (size, last use, descriptor).
         self.spares: list[tuple[int, float, int]] = []
         self.spare_bytes = 0
+        self.deferred: deque[tuple[int, bytes, int, object]] = deque()
+        # Called (under the lock, must not block) when the first spare arrives, so that the
+        # broker's thread starts timing spares out.
+        self.on_first_spare: Callable[[], None] = lambda: None
+
+    # ---- queued work -------------------------------------------------------------------
+
+    def defer(self, op: int, token: bytes, fd: int, owner: object) -> None:
+        """Queue a RELEASE or RECYCLE; safe anywhere, finalizers included (no lock)."""
+        self.deferred.append((op, token, fd, owner))
+
+    def _apply_deferred(self) -> None:
+        while self.deferred:
+            op, token, fd, owner = self.deferred.popleft()
+            if op == RELEASE:
+                self._release(token, owner)
+            elif op == RECYCLE:
+                self._recycle(fd)
+
+    # ---- operations ---------------------------------------------------------------------
+
+    def deposit(self, kind: int, token: bytes, fd: int, owner: object) -> int:
+        with self.lock:
+            self._apply_deferred()
+            if kind not in (MESSAGE, SHARED) or token in self.entries or owner not in self.owned:
+                os.close(fd)
+                return BAD
+            size = os.fstat(fd).st_size  # the truth, whatever a request said
+            if kind == MESSAGE:
+                if self.message_bytes + size > self.max_pending_bytes:
+                    os.close(fd)
+                    return REFUSED
+                self.entries[token] = Entry(fd, size, kind, None)
+                self.message_bytes += size
+            else:
+                self.entries[token] = Entry(fd, size, kind, owner)
+                self.owned[owner].add(token)
+                self.shared_bytes += size
+            return OK
+
+    def claim(self, token: bytes) -> int:
+        """A descriptor of the segment (a message is given away and forgotten), or -1."""
+        with self.lock:
+            self._apply_deferred()
+            entry = self.entries.get(token)
+            if entry is None:
+                return -1
+            if entry.kind == MESSAGE:
+                self._remove(token)
+                return entry.fd
+            return os.dup(entry.fd)
+
+    def take(self, size: int) -> int:
+        """The smallest spare of at least ``size`` bytes (not much larger), or -1."""
+        with self.lock:
+            self._apply_deferred()
+            index = bisect.bisect_left(self.spares, (size, -1.0, -1))
+            if index == len(self.spares) or self.spares[index][0] * _SPARE_MIN_FILL > size:
+                return -1
+            spare_size, _, fd = self.spares.pop(index)
+            self.spare_bytes -= spare_size
+            return fd
+
+    def release(self, token: bytes, owner: object) -> None:
+        with self.lock:
+            self._apply_deferred()
+            self._release(token, owner)
+
+    def recycle(self, fd: int) -> None:
+        with self.lock:
+            self._apply_deferred()
+            self._recycle(fd)
+
+    def add_owner(self, owner: object) -> None:
+        with self.lock:
+            self.owned[owner] = set()
+
+    def drop_owner(self, owner: object) -> None:
+        """The owner is gone (its connection closed): its shared entries go with it."""
+        with self.lock:
+            self._apply_deferred()
+            for token in self.owned.pop(owner, ()):
+                entry = self._remove(token)
+                if entry is not None:
+                    os.close(entry.fd)
+
+    def trim(self, unused_since: float = 0.0) -> None:
+        """Close the spares last used before ``unused_since`` (all of them for 0)."""
+        with self.lock:
+            self._apply_deferred()
+            keep = []
+            for spare in self.spares:
+                if unused_since > 0 and spare[1] >= unused_since:
+                    keep.append(spare)
+                else:
+                    os.close(spare[2])
+                    self.spare_bytes -= spare[0]
+            self.spares = keep
+
+    def counters(self) -> tuple[int, ...]:
+        with self.lock:
+            self._apply_deferred()
+            counts = [0, 0]
+            for entry in self.entries.values():
+                counts[entry.kind == SHARED] += 1
+            return (
+                counts[0],
+                self.message_bytes,
+                counts[1],
+                self.shared_bytes,
+                len(self.spares),
+                self.spare_bytes,
+            )
+
+    def close_all(self) -> None:
+        """Close every descriptor held (lock-free: also used in a forked child)."""
+        fds = [entry.fd for entry in self.entries.values()] + [s[2] for s in self.spares]
+        fds += [fd for op, _, fd, _ in self.deferred if op == RECYCLE]
+        self.entries.clear()
+        self.spares = []
+        self.deferred.clear()
+        self.message_bytes = self.shared_bytes = self.spare_bytes = 0
+        _close_all(fds)
+
+    # ---- under the lock ------------------------------------------------------------------
+
+    def _remove(self, token: bytes) -> Entry | None:
+        entry = self.entries.pop(token, None)
+        if entry is not None:
+            if entry.kind == MESSAGE:
+                self.message_bytes -= entry.size
+            else:
+                self.shared_bytes -= entry.size
+                owned = self.owned.get(entry.owner)
+                if owned is not None:
+                    owned.discard(token)
+        return entry
+
+    def _release(self, token: bytes, owner: object) -> None:
+        if token in self.owned.get(owner, ()):
+            entry = self._remove(token)
+            if entry is not None:
+                os.close(entry.fd)
+
+    def _recycle(self, fd: int) -> None:
+        if not _is_segment(fd):
+            os.close(fd)
+            return
+        size = os.fstat(fd).st_size
+        if size > self.max_spare_bytes:
+            os.close(fd)
+            return
+        while self.spare_bytes + size > self.max_spare_bytes:  # make room: oldest out
+            oldest = min(range(len(self.spares)), key=lambda i: self.spares[i][1])
+            old_size, _, old_fd = self.spares.pop(oldest)
+            os.close(old_fd)
+            self.spare_bytes -= old_size
+        bisect.insort(self.spares, (size, time.monotonic(), fd))
+        self.spare_bytes += size
+        if len(self.spares) == 1:
+            self.on_first_spare()
+
+
+class Broker:
+    """The server: a daemon thread serving :class:`Books` to other processes."""
+
+    def __init__(self, max_pending_bytes: int, max_spare_bytes: int) -> None:
+        self.books = Books(max_pending_bytes, max_spare_bytes)
+        self.address = f"picklex-broker-{os.getpid()}-{os.urandom(8).hex()}"
+        self.pid = os.getpid()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind("\0" + self.address)  # abstract namespace
+        self.listener.listen(128)
+        self.connections: set[socket.socket] = set()
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.listener, selectors.EVENT_READ)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._uid = os.getuid()
         self._closed = False
+        self.books.on_first_spare = self.wake
         self._thread = threading.Thread(target=self._run, name="picklex-shm-broker", daemon=True)
         self._thread.start()
 
+    @property
+    def max_pending_bytes(self) -> int:
+        return self.books.max_pending_bytes
+
+    @max_pending_bytes.setter
+    def max_pending_bytes(self, value: int) -> None:
+        self.books.max_pending_bytes = value
+
+    @property
+    def max_spare_bytes(self) -> int:
+        return self.books.max_spare_bytes
+
+    @max_spare_bytes.setter
+    def max_spare_bytes(self, value: int) -> None:
+        self.books.max_spare_bytes = value
+
     # ---- lifetime ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Have the thread apply queued work soon (safe in finalizers: never blocks)."""
+        try:
+            os.write(self._wake_w, b"w")
+        except OSError:  # full (it will wake anyway) or closed
+            pass
 
     def close(self) -> None:
         """Stop serving and drop every entry (their memory goes once receivers unmap it)."""
@@ -153,13 +360,10 @@ class Broker:
         self._release_everything()
 
     def _release_everything(self) -> None:
-        _close_all([entry.fd for entry in self.entries.values()])
-        self.entries.clear()
-        self.message_bytes = self.shared_bytes = 0
-        self._drop_spares(0.0)
-        for conn in list(self.owned):
+        self.books.close_all()
+        for conn in list(self.connections):
             conn.close()
-        self.owned.clear()
+        self.connections.clear()
         self.listener.close()
         self._selector.close()
         _close_all([self._wake_r, self._wake_w])
@@ -168,50 +372,18 @@ class Broker:
 
     def _run(self) -> None:
         while True:
-            timeout = SPARE_IDLE_SECONDS if self.spares else None
+            timeout = SPARE_IDLE_SECONDS if self.books.spares else None
             for key, _events in self._selector.select(timeout):
                 if key.fileobj == self._wake_r:
-                    return
-                if key.fileobj is self.listener:
+                    if b"x" in os.read(self._wake_r, 4096):
+                        return
+                    self.books.counters()  # applies the queued releases and recycles
+                elif key.fileobj is self.listener:
                     self._accept()
                 else:
                     self._serve(key.fileobj)  # type: ignore[arg-type]
-            if self.spares:
-                self._drop_spares(time.monotonic() - SPARE_IDLE_SECONDS)
-
-    # ---- spares ------------------------------------------------------------------------
-
-    def _drop_spares(self, unused_since: float) -> None:
-        """Close the spares last used before ``unused_since`` (all of them for 0 or less)."""
-        keep = []
-        for spare in self.spares:
-            if unused_since > 0 and spare[1] >= unused_since:
-                keep.append(spare)
-            else:
-                os.close(spare[2])
-                self.spare_bytes -= spare[0]
-        self.spares = keep
-
-    def _add_spare(self, size: int, fd: int) -> None:
-        if size > self.max_spare_bytes:
-            os.close(fd)
-            return
-        while self.spare_bytes + size > self.max_spare_bytes:  # make room: oldest out
-            oldest = min(range(len(self.spares)), key=lambda i: self.spares[i][1])
-            old_size, _, old_fd = self.spares.pop(oldest)
-            os.close(old_fd)
-            self.spare_bytes -= old_size
-        bisect.insort(self.spares, (size, time.monotonic(), fd))
-        self.spare_bytes += size
-
-    def _take_spare(self, size: int) -> int:
-        """The smallest spare of at least ``size`` bytes (not much larger), or -1."""
-        index = bisect.bisect_left(self.spares, (size, -1.0, -1))
-        if index == len(self.spares) or self.spares[index][0] * _SPARE_MIN_FILL > size:
-            return -1
-        spare_size, _, fd = self.spares.pop(index)
-        self.spare_bytes -= spare_size
-        return fd
+            if self.books.spares:
+                self.books.trim(time.monotonic() - SPARE_IDLE_SECONDS)
 
     def _accept(self) -> None:
         try:
@@ -229,7 +401,8 @@ class Broker:
             return
         # Replies are small and clients read them at once; a client that does not is dropped.
         conn.settimeout(5.0)
-        self.owned[conn] = set()
+        self.connections.add(conn)
+        self.books.add_owner(conn)
         self._selector.register(conn, selectors.EVENT_READ)
 
     def _drop(self, conn: socket.socket) -> None:
@@ -237,23 +410,9 @@ class Broker:
             self._selector.unregister(conn)
         except (KeyError, ValueError):
             pass
-        for token in self.owned.pop(conn, ()):
-            entry = self._remove(token)
-            if entry is not None:
-                os.close(entry.fd)
+        self.connections.discard(conn)
+        self.books.drop_owner(conn)
         conn.close()
-
-    def _remove(self, token: bytes) -> Entry | None:
-        entry = self.entries.pop(token, None)
-        if entry is not None:
-            if entry.kind == MESSAGE:
-                self.message_bytes -= entry.size
-            else:
-                self.shared_bytes -= entry.size
-                owned = self.owned.get(entry.owner)  # type: ignore[arg-type]
-                if owned is not None:
-                    owned.discard(token)
-        return entry
 
     def _serve(self, conn: socket.socket) -> None:
         fds: list[int] = []
@@ -267,78 +426,35 @@ class Broker:
                 _reply(conn, BAD)
                 return
             op, kind, token, size = REQUEST.unpack(data)
+            books = self.books
             if op == DEPOSIT:
-                self._deposit(conn, kind, token, size, fds)
-                fds = []  # kept or closed by _deposit
-            elif op == CLAIM:
-                self._claim(conn, token)
-            elif op == RELEASE:
-                if token in self.owned.get(conn, ()):
-                    entry = self._remove(token)
-                    if entry is not None:
-                        os.close(entry.fd)
-            elif op == TAKE:
-                fd = self._take_spare(size)
+                if len(fds) != 1:
+                    _reply(conn, BAD)
+                    return
+                _reply(conn, books.deposit(kind, token, fds.pop(), conn))
+            elif op in (CLAIM, TAKE):
+                fd = books.claim(token) if op == CLAIM else books.take(size)
                 try:
                     _reply(conn, OK if fd >= 0 else GONE, fd=fd)
                 finally:
                     if fd >= 0:
                         os.close(fd)
+            elif op == RELEASE:
+                books.release(token, conn)
             elif op == RECYCLE:
-                if len(fds) == 1 and _is_segment(fds[0]):
-                    fd = fds.pop()
-                    self._add_spare(os.fstat(fd).st_size, fd)
+                if len(fds) == 1:
+                    books.recycle(fds.pop())
             elif op == TRIM:
-                self._drop_spares(0.0)
+                books.trim()
                 _reply(conn, OK)
             elif op == STATS:
-                counts = [0, 0]
-                for entry in self.entries.values():
-                    counts[entry.kind == SHARED] += 1
-                counters = (counts[0], self.message_bytes, counts[1], self.shared_bytes)
-                _reply(conn, OK, (*counters, len(self.spares), self.spare_bytes))
+                _reply(conn, OK, books.counters())
             else:
                 _reply(conn, BAD)
         except Exception:  # a broken or misbehaving client: never let the loop die
             self._drop(conn)
         finally:
             _close_all(fds)
-
-    def _deposit(
-        self, conn: socket.socket, kind: int, token: bytes, size: int, fds: list[int]
-    ) -> None:
-        if len(fds) != 1 or kind not in (MESSAGE, SHARED) or token in self.entries:
-            _close_all(fds)
-            _reply(conn, BAD)
-            return
-        size = os.fstat(fds[0]).st_size  # the truth, whatever the request said
-        if kind == MESSAGE and self.message_bytes + size > self.max_pending_bytes:
-            _close_all(fds)
-            _reply(conn, REFUSED)
-            return
-        (fd,) = fds
-        if kind == MESSAGE:
-            self.entries[token] = Entry(fd, size, kind, None)
-            self.message_bytes += size
-        else:
-            self.entries[token] = Entry(fd, size, kind, conn)
-            self.owned[conn].add(token)
-            self.shared_bytes += size
-        _reply(conn, OK)
-
-    def _claim(self, conn: socket.socket, token: bytes) -> None:
-        entry = self.entries.get(token)
-        if entry is None:
-            _reply(conn, GONE)
-            return
-        if entry.kind == MESSAGE:
-            self._remove(token)
-            try:
-                _reply(conn, OK, fd=entry.fd)
-            finally:
-                os.close(entry.fd)
-        else:
-            _reply(conn, OK, fd=entry.fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,3 +519,71 @@ class Connection:
         except OSError:
             return False
         return True
+
+
+class LocalLink:
+    """The broker's own process talks to its :class:`Books` directly: no socket, no thread.
+
+    Same interface as :class:`Connection`. Descriptors passed in are duplicated (a socket
+    would have duplicated them too: the caller closes its own), descriptors returned belong
+    to the caller.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.address = broker.address
+
+    def close(self) -> None:
+        """Nothing to close: the broker lives as long as its process."""
+
+    def call(
+        self, op: int, token: bytes = bytes(16), *, kind: int = 0, size: int = 0, fd: int = -1
+    ) -> tuple[int, tuple[int, ...], int]:
+        books = self.broker.books
+        if op == DEPOSIT:
+            if fd < 0:
+                return BAD, _NO_COUNTERS, -1
+            return books.deposit(kind, token, os.dup(fd), LOCAL_OWNER), _NO_COUNTERS, -1
+        if op in (CLAIM, TAKE):
+            got = books.claim(token) if op == CLAIM else books.take(size)
+            return (OK if got >= 0 else GONE), _NO_COUNTERS, got
+        if op == STATS:
+            return OK, books.counters(), -1
+        if op == TRIM:
+            books.trim()
+            return OK, _NO_COUNTERS, -1
+        if op == RELEASE:
+            books.release(token, LOCAL_OWNER)
+            return OK, _NO_COUNTERS, -1
+        if op == RECYCLE and fd >= 0:
+            books.recycle(os.dup(fd))
+            return OK, _NO_COUNTERS, -1
+        return BAD, _NO_COUNTERS, -1
+
+    def notify(self, op: int, token: bytes = bytes(16), *, size: int = 0, fd: int = -1) -> bool:
+        """A RELEASE or RECYCLE that never blocks (safe in finalizers).
+
+        Applied at once when the books are free; when they are locked (perhaps by this very
+        thread, which a finalizer may interrupt) it is queued for the next operation, and the
+        broker thread is woken to apply it in case none comes.
+        """
+        if op not in (RELEASE, RECYCLE) or (op == RECYCLE and fd < 0):
+            return False
+        try:
+            kept = os.dup(fd) if op == RECYCLE else -1
+        except OSError:
+            return False
+        books = self.broker.books
+        books.defer(op, token, kept, LOCAL_OWNER)
+        if books.lock.acquire(blocking=False):
+            try:
+                books._apply_deferred()
+            finally:
+                books.lock.release()
+        else:
+            self.broker.wake()
+        return True
+
+
+#: Either way of talking to a broker.
+Link = Union[Connection, LocalLink]

@@ -14,7 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from ._shm_broker import Broker, BrokerUnavailable, Connection
+from ._shm_broker import Broker, BrokerUnavailable, Connection, LocalLink
 
 #: Environment variable naming the broker a process tree shares.
 ENV = "PICKLEX_SHM_BROKER"
@@ -42,16 +42,22 @@ class Runtime:
         self.lock = threading.Lock()
         self.broker: Broker | None = None
         self.home: str | None = os.environ.get(ENV) or None
-        self.home_connection: Connection | None = None
+        self.home_connection: Connection | LocalLink | None = None
         self.foreign: OrderedDict[str, Connection] = OrderedDict()
         self.max_pending_bytes = DEFAULT_MAX_PENDING_BYTES
         self.max_spare_bytes = DEFAULT_MAX_SPARE_BYTES
         self.pid = os.getpid()
 
-    def home_link(self) -> Connection:
-        """The connection to this process's home broker, starting a broker if need be."""
+    def home_link(self) -> Connection | LocalLink:
+        """The connection to this process's home broker, starting a broker if need be.
+
+        In the broker's own process it is a :class:`LocalLink`: direct calls, no socket.
+        """
         with self.lock:
             if self.home_connection is not None:
+                return self.home_connection
+            if self.broker is not None:
+                self.home_connection = LocalLink(self.broker)
                 return self.home_connection
             if self.home is not None:
                 try:
@@ -62,10 +68,10 @@ class Runtime:
             self.broker = Broker(self.max_pending_bytes, self.max_spare_bytes)
             self.home = self.broker.address
             os.environ[ENV] = self.home
-            self.home_connection = Connection(self.home)
+            self.home_connection = LocalLink(self.broker)
             return self.home_connection
 
-    def link(self, address: str) -> Connection:
+    def link(self, address: str) -> Connection | LocalLink:
         """A connection to the broker at ``address`` (home or foreign)."""
         if address == self.home:
             return self.home_link()
@@ -82,7 +88,7 @@ class Runtime:
                 stale.close()
         return conn
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection | LocalLink) -> None:
         """Drop a connection that failed, so the next request reconnects."""
         with self.lock:
             if conn is self.home_connection:

@@ -88,11 +88,13 @@ def write(
     fd = spare if spare >= 0 else os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         if spare >= 0:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            size, inode = info.st_size, info.st_ino
             if size < offsets[-1]:
                 raise OSError("spare shared-memory segment too small")
         else:
             os.ftruncate(fd, size)
+            inode = -1
         written = 0
 
         def emit(batch: list[memoryview]) -> int:
@@ -104,7 +106,7 @@ def write(
         write_views(emit, pieces)
         if spare < 0:
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-        inode = os.fstat(fd).st_ino
+            inode = os.fstat(fd).st_ino
     except BaseException:
         os.close(fd)
         raise
@@ -188,6 +190,7 @@ class Mapping:
         *,
         shared: bool,
         recycle: Callable[[int, int], None] | None = None,
+        inode: int | None = None,
     ) -> None:
         libc = _mmap_function()
         flags = _mmap.MAP_SHARED if shared else _mmap.MAP_PRIVATE
@@ -199,7 +202,7 @@ class Mapping:
         self.address = address
         self.size = size
         self.shared = shared
-        self.inode = os.fstat(fd).st_ino
+        self.inode = os.fstat(fd).st_ino if inode is None else inode
         self.__array_interface__ = {
             "data": (address, False),
             "shape": (size,),
@@ -246,11 +249,16 @@ class _MmapMapping:
 
 
 def map_segment(
-    fd: int, size: int, *, shared: bool, recycle: Callable[[int, int], None] | None = None
+    fd: int,
+    size: int,
+    *,
+    shared: bool,
+    recycle: Callable[[int, int], None] | None = None,
+    inode: int | None = None,
 ) -> Mapping | _MmapMapping:
     """Map ``size`` bytes of a segment: ``shared`` (MAP_SHARED) or copy-on-write."""
     if _numpy() is not None:
-        return Mapping(fd, size, shared=shared, recycle=recycle)
+        return Mapping(fd, size, shared=shared, recycle=recycle, inode=inode)
     return _MmapMapping(fd, size, shared=shared)  # pragma: no cover - numpy is installed in tests
 
 

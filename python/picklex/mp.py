@@ -15,18 +15,18 @@ What it changes: multiprocessing pickles every message with
 ``Pool`` and ``ProcessPoolExecutor``). :func:`install` replaces those two with picklex's:
 the pickler is picklex's, at protocol 5, with ForkingPickler's dispatch table (so
 connections, sockets and the other objects multiprocessing registers reducers for still
-pickle as before); every PEP 574 buffer of at least ``threshold`` bytes (default 256 KiB),
-and the pickle stream with them, goes into a shared-memory segment through
-:func:`picklex.shm.dumps`, and the pipe carries a ~150-byte message naming it. The receiver
+pickle as before). A message whose pickle stream and PEP 574 buffers of 64 KiB or more add
+up to at least ``threshold`` bytes (default 1 MiB) goes into a shared-memory segment through
+:func:`picklex.shm.dumps`, and the pipe carries a 147-byte message naming it. The receiver
 maps it: received arrays are views of the segment, no copy. The unpickler is ``picklex.loads``.
 
-When it falls back to an ordinary pickle through the pipe: objects without buffers that large
-and with a stream under ``threshold`` (all small messages: same path, picklex's pickler); a
-``dumps`` call with an explicit protocol below 5; no ``memfd_create`` (not Linux); the broker's
-budget of unclaimed bytes (``max_pending_bytes``, default a quarter of RAM) exhausted, or
-descriptors or memory exhausted. The process object a ``spawn``/``forkserver`` child starts
-from, and a Process's arguments, are pickled by ``multiprocessing.reduction.dump`` and are not
-affected.
+When it goes through the pipe instead: a message under ``threshold`` (a small message is
+the ordinary pickle, from picklex's pickler; one with buffers of 64 KiB or more carries them
+in band, one copy each as before); a ``dumps`` call with an explicit protocol below 5; no
+``memfd_create`` (not Linux); the broker's budget of unclaimed bytes (``max_pending_bytes``,
+default a quarter of RAM) spent, or descriptors or memory exhausted. The process object a
+``spawn``/``forkserver`` child starts from, and so a Process's arguments, are pickled by
+``multiprocessing.reduction.dump`` and are not affected.
 
 Any process can receive without installing anything (the message unpickles by calling into
 :mod:`picklex.shm`); installing changes how a process *sends*. The contexts from
@@ -52,7 +52,7 @@ _state = {"installed": False, "threshold": shm.DEFAULT_THRESHOLD}
 
 
 def threshold() -> int:
-    """The buffer size from which messages go through shared memory (when installed)."""
+    """The message size from which messages go through shared memory (when installed)."""
     return _state["threshold"]
 
 
@@ -87,7 +87,8 @@ def _forking_dumps(cls: type, obj: Any, protocol: int | None = None) -> Any:
 def install(*, threshold: int | None = None, max_pending_bytes: int | None = None) -> None:
     """Make this process's multiprocessing send large buffers through shared memory.
 
-    ``threshold``: the smallest buffer (bytes) that goes to shared memory (default 256 KiB).
+    ``threshold``: the smallest message (pickle stream plus buffers of 64 KiB or more, in
+    bytes) that goes through shared memory (default 1 MiB).
     ``max_pending_bytes``: if this process is the root of its tree (it runs the broker),
     the most bytes of sent-but-not-yet-received messages held at once; beyond it messages
     go through the pipe. Idempotent; children forked afterwards inherit it. Also connects

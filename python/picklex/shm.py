@@ -41,6 +41,7 @@ from ._shm_runtime import RUNTIME
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "MIN_BUFFER_SIZE",
     "SegmentGoneError",
     "SharedHandle",
     "available",
@@ -52,9 +53,13 @@ __all__ = [
     "trim",
 ]
 
-#: Buffers of at least this many bytes go to shared memory in :func:`dumps` (and a pickle
-#: stream of at least this size goes with them); smaller ones stay in the pickle.
-DEFAULT_THRESHOLD = 256 << 10
+#: A message goes through shared memory when its pickle stream and its out-of-band buffers
+#: add up to at least this many bytes. Below about 1 MiB a pipe was faster here: a message
+#: through shared memory costs a few local round trips and system calls, whatever its size.
+DEFAULT_THRESHOLD = 1 << 20
+#: Buffers smaller than this stay inside the pickle stream (so a message with only small
+#: buffers is the ordinary pickle); larger ones count towards the threshold.
+MIN_BUFFER_SIZE = 64 << 10
 
 
 class SegmentGoneError(MessageError):
@@ -78,16 +83,16 @@ def available() -> bool:
 def _pickle(
     obj: Any,
     protocol: int,
-    threshold: int,
+    min_size: int,
     dispatch_table: Mapping[type, Callable[[Any], Any]] | None,
 ) -> tuple[bytes, list[memoryview], list[bool]]:
-    """The stream, plus the raw bytes and read-only flags of the buffers of >= threshold."""
+    """The stream, plus the raw bytes and read-only flags of the buffers of >= min_size."""
     large: list[Any] = []
 
     def keep_large(buffer: pickle.PickleBuffer) -> bool:
         # False: out of band; True: the pickler writes it into the stream.
         with memoryview(buffer) as view:
-            if view.nbytes < threshold:
+            if view.nbytes < min_size:
                 return True
         large.append(buffer)
         return False
@@ -115,7 +120,7 @@ def _segment_name() -> str:
 
 def _deposit(
     kind: int, stream: bytes, views: list[memoryview], readonly: list[bool]
-) -> tuple[Handle, _shm_broker.Connection] | None:
+) -> tuple[Handle, _shm_broker.Link] | None:
     """Write a segment and give it to the home broker; None when the broker refuses it."""
     conn = RUNTIME.home_link()
     spare = -1
@@ -196,7 +201,9 @@ def _load_handle(handle: Handle, *, shared: bool, **loads_kwargs: Any) -> Any:
     # A claimed message is this process's alone: once unmapped it can be reused.
     recycle = _recycle if handle.kind == _shm_broker.MESSAGE else None
     try:
-        mapping = _shm_segment.map_segment(fd, handle.size, shared=shared, recycle=recycle)
+        mapping = _shm_segment.map_segment(
+            fd, handle.size, shared=shared, recycle=recycle, inode=handle.inode
+        )
     finally:
         os.close(fd)
     stream, buffers = _shm_segment.contents(mapping.view())
@@ -267,11 +274,13 @@ def encode(
     """:func:`dumps`, also saying whether a segment was used (for the multiprocessing hook)."""
     if protocol is None or protocol < 0:
         protocol = resolve_protocol(protocol)
-    stream, views, readonly = _pickle(obj, protocol, threshold, dispatch_table)
+    stream, views, readonly = _pickle(
+        obj, protocol, min(threshold, MIN_BUFFER_SIZE), dispatch_table
+    )
     if not views and len(stream) < threshold:
         return stream, False
     deposited = None
-    if available():
+    if len(stream) + sum(view.nbytes for view in views) >= threshold and available():
         try:
             deposited = _deposit(_shm_broker.MESSAGE, stream, views, readonly)
         except (OSError, BrokerUnavailable):
@@ -296,19 +305,19 @@ def dumps(
 ) -> bytes:
     """Pickle ``obj`` as a one-shot message whose large buffers are in shared memory.
 
-    Every out-of-band buffer of at least ``threshold`` bytes (default 256 KiB) is copied
-    once, by the kernel, into a new shared-memory segment together with the pickle stream;
-    the result is a pickle of about 150 bytes naming that segment. Load it once, in any
+    When the pickle stream and the out-of-band buffers of 64 KiB or more add up to at least
+    ``threshold`` bytes (default 1 MiB), they are copied once, by the kernel, into a
+    shared-memory segment; the result is a pickle of 147 bytes naming it. Load it once, in any
     process of the same user on this machine, with :func:`loads` (or ``picklex.loads`` /
     ``pickle.loads``): the arrays it returns are views of the segment. A second load raises
     :class:`SegmentGoneError`; a message never loaded holds its memory until the process
     tree's root exits.
 
-    Without buffers that large, and with a stream under ``threshold``, the result is the
-    ordinary pickle. When shared memory cannot be used (no ``memfd_create``, the broker's
-    pending-bytes budget is exhausted, out of descriptors) the buffers travel inside the
-    returned pickle instead; it loads the same way. ``dispatch_table`` works as on a
-    :class:`pickle.Pickler`.
+    A smaller message stays in the returned pickle: the ordinary pickle when it has no buffer
+    of 64 KiB or more, else a pickle carrying its stream and buffers in band (one copy each,
+    like an ordinary pickle). The same in-band form is used when shared memory cannot be
+    (no ``memfd_create``, the broker's pending-bytes budget spent, out of descriptors); it
+    loads the same way. ``dispatch_table`` works as on a :class:`pickle.Pickler`.
     """
     return encode(obj, protocol=protocol, threshold=threshold, dispatch_table=dispatch_table)[0]
 
@@ -323,7 +332,7 @@ def loads(data: bytes | bytearray | memoryview, /, **kwargs: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _release(conn: _shm_broker.Connection, token: bytes, pid: int) -> None:
+def _release(conn: _shm_broker.Link, token: bytes, pid: int) -> None:
     if os.getpid() == pid:  # a forked child's copy of a handle owns nothing
         conn.notify(_shm_broker.RELEASE, token)
 

@@ -6,6 +6,7 @@ from typing import Any
 from ._errors import MessageError
 
 DEFAULT_THRESHOLD: int
+MIN_BUFFER_SIZE: int
 
 class SegmentGoneError(MessageError):
     """The segment a handle names is no longer available (loaded, closed, or its holder exited)."""

@@ -281,6 +281,25 @@ def test_threshold_splits_buffers() -> None:
     assert_in_segment(received[1])
 
 
+def test_mid_sized_messages_stay_in_band() -> None:
+    """Buffers of 64 KiB or more adding up to less than the threshold: in band, one copy."""
+    settle()
+    before = books()
+    frozen = big(128 << 10, seed=1)
+    frozen.flags.writeable = False
+    sent = [big(256 << 10), frozen, np.arange(10)]
+    data = shm.dumps(sent)
+    assert (256 << 10) + (128 << 10) < len(data) < shm.DEFAULT_THRESHOLD
+    received = pickle.loads(data)
+    for got, want in zip(received, sent):
+        np.testing.assert_array_equal(got, want)
+        assert segment_of(got) is None
+    assert received[0].flags.writeable and not received[1].flags.writeable
+    assert books() == before
+    # The same buffers over the threshold do go through a segment.
+    assert_in_segment(shm.loads(shm.dumps(sent, threshold=256 << 10))[0])
+
+
 def test_large_stream_without_buffers_goes_through_a_segment() -> None:
     settle()
     obj = {"blob": os.urandom(2 * MIB), "list": list(range(100_000))}
@@ -470,8 +489,23 @@ def test_spare_budget_and_idle_drop(monkeypatch: pytest.MonkeyPatch) -> None:
     stats = shm.stats()
     assert stats["spares"] == 2 and stats["spare_bytes"] <= 5 * MIB
     monkeypatch.setattr(_shm_broker, "SPARE_IDLE_SECONDS", 0.2)
-    shm.stats()  # wake the broker so that it waits with the short timeout
+    RUNTIME.broker.wake()  # so that it waits with the short timeout from now on
     assert wait_until(lambda: shm.stats()["spares"] == 0, timeout=10)
+
+
+def test_recycle_while_the_books_are_locked_is_queued() -> None:
+    """A finalizer may run while its thread holds the broker's lock: it must not deadlock."""
+    quiesce()
+    RUNTIME.home_link()
+    if RUNTIME.broker is None:
+        pytest.skip("this process's broker lives elsewhere")
+    received = shm.loads(shm.dumps(big(2 * MIB)))
+    books_lock = RUNTIME.broker.books.lock
+    with books_lock:
+        del received
+        gc.collect()  # the mapping's finalizer runs here, on this thread, lock held
+        assert len(RUNTIME.broker.books.deferred) == 1
+    assert shm.stats()["spares"] == 1  # applied by the next operation
 
 
 def test_configure_checks_its_arguments() -> None:
