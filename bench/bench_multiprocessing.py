@@ -8,9 +8,10 @@ Round trips of a float64 array between this process and one child, through ``Poo
 array and sends it back. Two variants: ``echo`` (the child returns what it received) and
 ``echo+read`` (the child sums the array before returning it, and the parent sums what comes
 back: every page is touched on both sides, so pages a zero-copy receive mapped lazily are
-paid for here). Sizes: 100 MB and 500 MB (``--quick``: 100 MB). A small-message baseline times
-round trips of a small dict (``Pipe``, ``Pool.apply``): installing picklex.mp must not slow
-those down.
+paid for here). Sizes: 4 MB (just above the 1 MiB threshold), 100 MB and 500 MB (``--quick``:
+4 and 100 MB). A small-message baseline times round trips of a small dict (``Pipe``,
+``Pool.apply``) and ForkingPickler.dumps+loads in this process: installing picklex.mp must not
+slow those down.
 
 Stock and picklex run in the same process: stock children are started while picklex.mp is
 not installed, picklex ones from ``picklex.mp.get_context``; the parent installs or
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not picklex.shm.available():
         sys.exit("picklex.shm needs Linux memfd_create")
-    sizes = [int(s) * MB for s in (args.sizes or ("100" if args.quick else "100,500")).split(",")]
+    default_sizes = "4,100" if args.quick else "4,100,500"
+    sizes = [int(s) * MB for s in (args.sizes or default_sizes).split(",")]
     repeats = args.repeats or (3 if args.quick else 5)
     messages, blocks = (50, 10) if args.quick else (100, 20)
 

@@ -181,7 +181,10 @@ class Books:
             if entry.kind == MESSAGE:
                 self._remove(token)
                 return entry.fd
-            return os.dup(entry.fd)
+            try:
+                return os.dup(entry.fd)
+            except OSError:  # out of descriptors here: the claimer sees it as unavailable
+                return -1
 
     def take(self, size: int) -> int:
         """The smallest spare of at least ``size`` bytes (not much larger), or -1."""
