@@ -250,6 +250,17 @@ def test_stock_context_child_receives_without_installing() -> None:
     assert was_view and total == pytest.approx(float(sent.sum()))
 
 
+def test_stock_context_with_install_as_initializer() -> None:
+    """Stock spawn workers that install() themselves deposit into this process's broker."""
+    stock = multiprocessing.get_context("spawn")
+    with stock.Pool(1, initializer=picklex.mp.install) as workers:
+        made = workers.apply(make, (4 * MIB, 12))
+    np.testing.assert_array_equal(made, array(4 * MIB, 12))
+    name, _inode = segment_of(made)
+    root = name.split(_shm_segment.NAME_PREFIX)[1].split("-")[0]
+    assert root == str(os.getpid())  # found through PICKLEX_SHM_BROKER
+
+
 # ------------------------------------------------------------------- what goes where
 
 
