@@ -1,8 +1,9 @@
 // src/python/pickler_plain.cpp: plain class instances without calling __reduce_ex__.
 //
 // For an ordinary class, object.__reduce_ex__(proto >= 2) returns
-// (copyreg.__newobj__, (cls,), state, None, None), state being the instance __dict__ or None,
-// and the pickler writes `cls () NEWOBJ MEMOIZE [state BUILD]`. Building that tuple costs
+// (copyreg.__newobj__, (cls,), state, None, None), state being None, the instance __dict__,
+// or (dict or None, {slot: value}) for __slots__ classes, and the pickler writes
+// `cls () NEWOBJ MEMOIZE [state BUILD]`. Building that tuple costs
 // several attribute lookups, an import, and three allocations per instance. Here a class is
 // certified once: its reduction hooks must all be object's own and one real __reduce_ex__
 // call must have returned exactly that shape. Certified instances are then written directly,
@@ -20,7 +21,15 @@ namespace {
 struct Certificate {
     PyTypeObject* type = nullptr;
     unsigned int version = 0;
+    Py_ssize_t slot_count = 0; ///< len(__slotnames__), which takes part in a layout check
 };
+
+/// The class's cached __slotnames__ list (borrowed), or nullptr.
+PyObject* slotnames_of(PyTypeObject* type) {
+    PyObject* names = PyDict_GetItemWithError(type->tp_dict, state().names.__slotnames__);
+    if (!names) PyErr_Clear();
+    return names && PyList_CheckExact(names) ? names : nullptr;
+}
 
 // Direct-mapped: a miss only costs one slow-path reduction, which re-certifies.
 constexpr std::size_t kCertificateSlots = 256;
@@ -55,15 +64,58 @@ bool has_default_reduction(PyTypeObject* type) {
         if (_PyType_Lookup(type, name) != object_attribute(name)) return false;
     if (_PyType_Lookup(type, names.__getnewargs_ex__) || _PyType_Lookup(type, names.__getnewargs__))
         return false;
-    // copyreg._slotnames caches the slot names in the class's own dict; none may exist.
+    // copyreg._slotnames caches the slot names in the class's own dict (a first real
+    // reduction puts them there).
     PyObject* slotnames = PyDict_GetItemWithError(type->tp_dict, names.__slotnames__);
-    return slotnames && PyList_CheckExact(slotnames) && PyList_GET_SIZE(slotnames) == 0;
+    return slotnames && PyList_CheckExact(slotnames);
 }
 
 /// The instance dict, or nullptr when it has none.
 PyObject* instance_dict(PyObject* obj) {
     PyObject** dictptr = _PyObject_GetDictPtr(obj);
     return dictptr ? *dictptr : nullptr;
+}
+
+/// The state object.__getstate__ returns for a certified class: None, the instance dict,
+/// or (dict or None, {slot: value}) when slot attributes are set. New reference, or nullptr
+/// with an exception.
+PyObject* default_state(PyObject* obj, PyObject* dict) {
+    PyObject* base = dict && PyDict_GET_SIZE(dict) ? dict : Py_None;
+    PyObject* slotnames = PyDict_GetItemWithError(Py_TYPE(obj)->tp_dict, state().names.__slotnames__);
+    if (!slotnames || !PyList_CheckExact(slotnames)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "__slotnames__ vanished");
+        return nullptr;
+    }
+    const Py_ssize_t count = PyList_GET_SIZE(slotnames);
+    if (count == 0) return Py_NewRef(base);
+    Ref slots = Ref::steal(PyDict_New());
+    if (!slots) return nullptr;
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        Ref name = Ref::borrow(PyList_GET_ITEM(slotnames, i));
+        Ref value;
+        if (lookup_attr(obj, name.get(), value) < 0) return nullptr;
+        if (value && PyDict_SetItem(slots.get(), name.get(), value.get()) < 0) return nullptr;
+        if (PyList_GET_SIZE(slotnames) != count) {
+            PyErr_SetString(PyExc_RuntimeError, "__slotsname__ changed size during iteration");
+            return nullptr;
+        }
+    }
+    if (PyDict_GET_SIZE(slots.get()) == 0) return Py_NewRef(base);
+    return PyTuple_Pack(2, base, slots.get());
+}
+
+/// Whether `actual` (from a real __reduce_ex__) is the state default_state() rebuilds.
+bool same_state(PyObject* actual, PyObject* expected) {
+    if (actual == expected) return true;
+    if (!PyTuple_CheckExact(actual) || !PyTuple_CheckExact(expected) ||
+        PyTuple_GET_SIZE(actual) != 2 || PyTuple_GET_SIZE(expected) != 2 ||
+        PyTuple_GET_ITEM(actual, 0) != PyTuple_GET_ITEM(expected, 0) ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(actual, 1)))
+        return false;
+    const int equal = PyObject_RichCompareBool(PyTuple_GET_ITEM(actual, 1),
+                                               PyTuple_GET_ITEM(expected, 1), Py_EQ);
+    if (equal < 0) PyErr_Clear();
+    return equal == 1;
 }
 
 /// An instance attribute can shadow the non-data descriptors the reduction looks up.
@@ -84,7 +136,11 @@ bool shadows_reduction(PyObject* dict) {
 
 bool PicklerCore::is_certified_plain(PyTypeObject* type) const {
     const Certificate& cert = g_certificates[slot_of(type)];
-    return cert.type == type && cert.version == type->tp_version_tag && has_valid_version(type);
+    if (cert.type != type || cert.version != type->tp_version_tag || !has_valid_version(type))
+        return false;
+    // The list can be mutated in place without a new version tag.
+    PyObject* slotnames = slotnames_of(type);
+    return slotnames && PyList_GET_SIZE(slotnames) == cert.slot_count;
 }
 
 void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
@@ -100,20 +156,29 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
         PyTuple_GET_SIZE(args) != 1 || PyTuple_GET_ITEM(args, 0) != reinterpret_cast<PyObject*>(type) ||
         PyTuple_GET_ITEM(reduce_value, 3) != Py_None || PyTuple_GET_ITEM(reduce_value, 4) != Py_None)
         return;
-    PyObject* dict = instance_dict(obj);
-    const bool empty = !dict || PyDict_GET_SIZE(dict) == 0;
-    if (empty ? state_obj != Py_None : state_obj != dict) return;
     if (!has_default_reduction(type)) {
         PyErr_Clear();
         return;
     }
-    if (has_valid_version(type)) g_certificates[slot_of(type)] = Certificate{type, type->tp_version_tag};
+    Ref expected = Ref::steal(default_state(obj, instance_dict(obj)));
+    if (!expected) {
+        PyErr_Clear();
+        return;
+    }
+    if (!same_state(state_obj, expected.get())) return;
+    PyObject* slotnames = slotnames_of(type);
+    if (slotnames && has_valid_version(type))
+        g_certificates[slot_of(type)] =
+            Certificate{type, type->tp_version_tag, PyList_GET_SIZE(slotnames)};
 }
 
 int PicklerCore::save_plain_instance(PyObject* obj) {
     PyObject* dict = instance_dict(obj);
     if (shadows_reduction(dict)) return 0;
-    Ref state_obj = Ref::borrow(dict && PyDict_GET_SIZE(dict) ? dict : nullptr);
+    // Built before anything is written, as object.__reduce_ex__ does.
+    Ref state_obj = Ref::steal(default_state(obj, dict));
+    if (!state_obj) return -1;
+    if (state_obj.get() == Py_None) state_obj.reset();
     if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(state().empty_tuple)) return -1;
     if (!writer.write_op(Op::NEWOBJ)) return writer_failed(), -1;
     const std::size_t index = memo.find(obj);

@@ -113,6 +113,50 @@ def test_slots_subclass_of_certified_class():
     assert_same_bytes([obj, obj], protocols=range(2, pickle.HIGHEST_PROTOCOL + 1))
 
 
+SLOT_PROTOCOLS = range(2, pickle.HIGHEST_PROTOCOL + 1)  # slots need copyreg before 2
+
+
+def test_slots_classes_set_unset_and_with_dict():
+    def init(self):
+        self.a = 1
+        setattr(self, f"_{type(self).__name__}__hidden", [2])  # a mangled slot name
+
+    def init_with_dict(self):
+        self.a = 1
+
+    only_slots = fresh_class("OnlySlots", __slots__=("a", "b", "__hidden"), __init__=init)
+    with_dict = fresh_class("SlotsAndDict", __slots__=("a", "__dict__"), __init__=init_with_dict)
+    for _ in range(3):
+        partly_set = only_slots()
+        partly_set.b = "set"
+        empty = only_slots.__new__(only_slots)
+        extra = with_dict()
+        extra.more = {"k": "v"}
+        assert_same_bytes([only_slots(), partly_set, empty, extra, with_dict()], SLOT_PROTOCOLS)
+
+
+def test_slot_read_through_a_subclass_property():
+    base = fresh_class("SlotBase", __slots__=("value",), __init__=lambda self: None)
+    derived = fresh_class(
+        "PropertyOverSlot", (base,), value=property(lambda self: "from the property")
+    )
+    for _ in range(3):
+        assert_same_bytes([derived(), derived()], SLOT_PROTOCOLS)
+
+
+def test_slotnames_changed_after_certification():
+    cls = fresh_class("SlotNames", __slots__=("p", "q"))
+    obj = cls.__new__(cls)
+    obj.p, obj.q = 1, 2
+    assert_same_bytes([obj, obj], SLOT_PROTOCOLS)
+    cls.__slotnames__.remove("q")  # the class's cached list, read on every reduction
+    try:
+        assert_same_outcome([obj, obj], SLOT_PROTOCOLS)  # a layout check now fails
+    finally:
+        cls.__slotnames__.append("q")
+    assert_same_bytes([obj, obj], SLOT_PROTOCOLS)
+
+
 def test_dispatch_table_registration_after_certification():
     cls = fresh_class("Registered")
     assert_same_bytes([cls(), cls()])
