@@ -385,6 +385,35 @@ def test_many_round_trips_do_not_grow() -> None:
     assert shmem_bytes() - shmem < 200 * MIB  # 300 x 2 MiB went through; none stayed
 
 
+def test_threads_send_and_receive_at_once() -> None:
+    """Several threads of one process (the broker's) share its books and connections."""
+    import threading
+
+    settle()
+    before = books()
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            sent = big(2 * MIB, seed)
+            for _ in range(25):
+                received = shm.loads(shm.dumps(sent))
+                assert received[11] == sent[11] and received[-1] == sent[-1]
+                with shm.share(sent) as handle:
+                    assert handle.load()[5] == sent[5]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert not errors, errors[0]
+    settle()
+    assert books() == before
+
+
 def test_over_budget_falls_back_in_band() -> None:
     RUNTIME.home_link()
     broker = RUNTIME.broker
