@@ -5,7 +5,7 @@
 // METH_FASTCALL | METH_KEYWORDS convention directly.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <cstring>
 

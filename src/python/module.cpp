@@ -1,5 +1,5 @@
 // src/python/module.cpp: the _picklex extension module: state, error mapping, init.
-#include <Python.h>
+#include "python.hpp"
 
 #include "module_api.hpp"
 #include "module_state.hpp"

@@ -1,7 +1,7 @@
 // src/python/module_api.hpp: what each part of the front adds to the _picklex module.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include "picklex/error.hpp"
 

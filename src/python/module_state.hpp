@@ -5,7 +5,7 @@
 // fetched once at import and held here.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 namespace picklex::py {
 

@@ -6,7 +6,7 @@
 // instead of copying a large pickle: peak memory stays what the stdlib's pickler uses.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <cstdlib>
 #include <cstring>

@@ -6,7 +6,7 @@
 // Each save_<type> mirrors the stdlib pickler's decision for that type, so the bytes match.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include "output_buffer.hpp"
 #include "picklex/memo_table.hpp"

@@ -1,7 +1,7 @@
 // src/python/pickler_type.hpp: access to the Python Pickler type from the module code.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 namespace picklex::py {
 

@@ -1,7 +1,7 @@
 // src/python/refs.hpp: an owned PyObject reference with RAII, and small C-API helpers.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <utility>
 

@@ -6,7 +6,7 @@
 // stack: below a safety margin above the thread's stack end it raises RecursionError.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <cstddef>
 #include <cstdint>

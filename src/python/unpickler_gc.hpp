@@ -1,7 +1,7 @@
 // src/python/unpickler_gc.hpp: the collector pause around a load.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 namespace picklex::py {
 

@@ -2,7 +2,7 @@
 // or a Python exception. Shared by loads(), load() and Unpickler.load().
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <new>
 

@@ -7,7 +7,7 @@
 // unpickler_ops.cpp.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <cstdint>
 #include <cstddef>

@@ -10,7 +10,7 @@
 // BINBYTES8 fails once the stream runs dry instead of allocating what it claims.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 #include <cstddef>
 

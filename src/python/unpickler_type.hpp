@@ -1,7 +1,7 @@
 // src/python/unpickler_type.hpp: the picklex.Unpickler type, as the module code sees it.
 #pragma once
 
-#include <Python.h>
+#include "python.hpp"
 
 namespace picklex::py {
 

@@ -1,0 +1,57 @@
+// src/python/python.hpp: Python.h plus the few C-API calls newer than Python 3.9.
+//
+// Every file of the front includes this instead of <Python.h>, so the extension builds on
+// every supported interpreter (3.9 and up; 3.11 is the one tested here).
+#pragma once
+
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+inline PyObject* Py_NewRef(PyObject* obj) {
+    Py_INCREF(obj);
+    return obj;
+}
+inline PyObject* Py_XNewRef(PyObject* obj) {
+    Py_XINCREF(obj);
+    return obj;
+}
+inline int PyModule_AddObjectRef(PyObject* module, const char* name, PyObject* value) {
+    Py_XINCREF(value);
+    const int status = PyModule_AddObject(module, name, value);
+    if (status < 0) Py_XDECREF(value);
+    return status;
+}
+
+// The collector switches through the gc module before 3.10 added them to the C API.
+namespace picklex::py::compat {
+inline int call_gc(const char* function) {
+    PyObject* gc = PyImport_ImportModule("gc");
+    if (!gc) return -1;
+    PyObject* result = PyObject_CallMethod(gc, function, nullptr);
+    Py_DECREF(gc);
+    if (!result) return -1;
+    const int truth = result == Py_None ? 0 : PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return truth;
+}
+} // namespace picklex::py::compat
+
+inline int PyGC_IsEnabled() { return picklex::py::compat::call_gc("isenabled") > 0; }
+inline int PyGC_Enable() {
+    const int was = PyGC_IsEnabled();
+    picklex::py::compat::call_gc("enable");
+    return was;
+}
+inline int PyGC_Disable() {
+    const int was = PyGC_IsEnabled();
+    picklex::py::compat::call_gc("disable");
+    return was;
+}
+#endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+// 3.13 made the lookup that reports "missing" without an exception public under a new name.
+inline int _PyObject_LookupAttr(PyObject* obj, PyObject* name, PyObject** result) {
+    return PyObject_GetOptionalAttr(obj, name, result);
+}
+#endif
