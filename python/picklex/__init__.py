@@ -80,16 +80,22 @@ _LAZY_EXPORTS = {
 }
 
 
+# Submodules reachable as attributes without an explicit import (`picklex.shm.share(...)`).
+_LAZY_SUBMODULES = ("files", "transport", "shm", "mp")
+
+
 def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     submodule = _LAZY_EXPORTS.get(name)
     if submodule is None:
         raise AttributeError(f"module 'picklex' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f".{submodule}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_EXPORTS))
+    return sorted(set(globals()) | set(_LAZY_EXPORTS) | set(_LAZY_SUBMODULES))
