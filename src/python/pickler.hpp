@@ -138,10 +138,11 @@ class PicklerCore {
     bool save_reduce(PyObject* args, PyObject* obj);
 
     // plain class instances (pickler_plain.cpp)
-    bool is_certified_plain(PyTypeObject* type) const;
+    /// The certificate of a class whose instances can skip __reduce_ex__, or nullptr.
+    const void* plain_certificate(PyTypeObject* type) const;
     void maybe_certify_plain(PyObject* obj, PyObject* reduce_value);
     /// 1 when written, 0 when the instance needs the general path, -1 on error.
-    int save_plain_instance(PyObject* obj);
+    int save_plain_instance(PyObject* obj, const void* certificate);
 
     // memo
     bool memo_put(PyObject* obj) {

@@ -263,9 +263,9 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
     } else if (PyType_IsSubtype(type, &PyType_Type)) {
         return save_global(obj, nullptr);
     } else {
-        const bool certified = proto >= 2 && is_certified_plain(type);
-        if (certified) {
-            const int written = save_plain_instance(obj);
+        const void* certificate = proto >= 2 ? plain_certificate(type) : nullptr;
+        if (certificate) {
+            const int written = save_plain_instance(obj, certificate);
             if (written != 0) return written > 0;
         }
         const Names& names = state().names;
@@ -274,7 +274,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
             Ref protocol = Ref::steal(PyLong_FromLong(proto));
             if (!protocol) return false;
             reduce_value = Ref::steal(PyObject_CallOneArg(reduce_func.get(), protocol.get()));
-            if (reduce_value && !certified) maybe_certify_plain(obj, reduce_value.get());
+            if (reduce_value && !certificate) maybe_certify_plain(obj, reduce_value.get());
         } else {
             if (lookup_attr(obj, names.__reduce__, reduce_func) < 0) return false;
             if (!reduce_func) {

@@ -3,7 +3,9 @@
 // For an ordinary class, object.__reduce_ex__(proto >= 2) returns
 // (copyreg.__newobj__, (cls,), state, None, None), state being None, the instance __dict__,
 // or (dict or None, {slot: value}) for __slots__ classes, and the pickler writes
-// `cls () NEWOBJ MEMOIZE [state BUILD]`. Building that tuple costs
+// `cls () NEWOBJ MEMOIZE [state BUILD]`. A namedtuple is the same with its items as the
+// arguments: `cls (items) NEWOBJ`, the items coming from its Python __getnewargs__, which
+// the shortcut also skips. Building that tuple costs
 // several attribute lookups, an import, and three allocations per instance. Here a class is
 // certified once: its reduction hooks must all be object's own and one real __reduce_ex__
 // call must have returned exactly that shape. Certified instances are then written directly,
@@ -18,11 +20,36 @@ namespace picklex::py {
 
 namespace {
 
+/// What object.__reduce_ex__ passes to copyreg.__newobj__ after the class.
+enum class NewArgs : unsigned char {
+    none,  ///< an ordinary class: no arguments
+    items, ///< a namedtuple: its items, from __getnewargs__ (tuple(self))
+};
+
 struct Certificate {
     PyTypeObject* type = nullptr;
     unsigned int version = 0;
     Py_ssize_t slot_count = 0; ///< len(__slotnames__), which takes part in a layout check
+    NewArgs new_args = NewArgs::none;
 };
+
+/// The code object every namedtuple's __getnewargs__ shares (borrowed; nullptr if unknown).
+PyObject* namedtuple_getnewargs_code() {
+    static PyObject* code = [] {
+        Ref collections = Ref::steal(PyImport_ImportModule("collections"));
+        Ref factory = Ref::steal(collections ? PyObject_GetAttrString(collections.get(), "namedtuple")
+                                             : nullptr);
+        Ref probe = Ref::steal(factory ? PyObject_CallFunction(factory.get(), "ss", "probe", "a")
+                                       : nullptr);
+        Ref method = Ref::steal(probe ? PyObject_GetAttrString(probe.get(), "__getnewargs__") : nullptr);
+        PyObject* found = method && PyFunction_Check(method.get())
+                              ? Py_NewRef(PyFunction_GET_CODE(method.get()))
+                              : nullptr;
+        PyErr_Clear();
+        return found;
+    }();
+    return code;
+}
 
 /// The class's cached __slotnames__ list (borrowed), or nullptr.
 PyObject* slotnames_of(PyTypeObject* type) {
@@ -46,24 +73,35 @@ bool has_valid_version(PyTypeObject* type) {
 /// object's own entry for `name`, the one a plain class inherits.
 PyObject* object_attribute(PyObject* name) { return _PyType_Lookup(&PyBaseObject_Type, name); }
 
-/// Whether every hook object.__reduce_ex__ consults resolves to object's default.
-bool has_default_reduction(PyTypeObject* type) {
+/// Whether every hook object.__reduce_ex__ consults resolves to object's default, or for
+/// NewArgs::items, to namedtuple's __getnewargs__.
+bool has_default_reduction(PyTypeObject* type, NewArgs new_args) {
     const Names& names = state().names;
-    if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_itemsize != 0 ||
-        type->tp_getattro != PyObject_GenericGetAttr)
+    const bool items = new_args == NewArgs::items;
+    if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_getattro != PyObject_GenericGetAttr ||
+        (items ? !PyType_IsSubtype(type, &PyTuple_Type) : type->tp_itemsize != 0))
         return false;
-    // Only Python classes over object: a static base (list, dict, an extension type) brings
-    // its own reduction or C-level state.
+    // Only Python classes over object (and tuple, for namedtuples): another static base
+    // (list, dict, an extension type) brings its own reduction or C-level state.
     PyObject* mro = type->tp_mro;
     if (!mro || !PyTuple_Check(mro)) return false;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); ++i) {
         auto* base = reinterpret_cast<PyTypeObject*>(PyTuple_GET_ITEM(mro, i));
-        if (base != &PyBaseObject_Type && !PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE)) return false;
+        if (base != &PyBaseObject_Type && !(items && base == &PyTuple_Type) &&
+            !PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE))
+            return false;
     }
     for (PyObject* name : {names.__reduce_ex__, names.__reduce__, names.__getstate__, names.__class__})
         if (_PyType_Lookup(type, name) != object_attribute(name)) return false;
-    if (_PyType_Lookup(type, names.__getnewargs_ex__) || _PyType_Lookup(type, names.__getnewargs__))
+    if (_PyType_Lookup(type, names.__getnewargs_ex__)) return false;
+    PyObject* getnewargs = _PyType_Lookup(type, names.__getnewargs__);
+    if (items) {
+        if (!getnewargs || !PyFunction_Check(getnewargs) ||
+            PyFunction_GET_CODE(getnewargs) != namedtuple_getnewargs_code())
+            return false;
+    } else if (getnewargs) {
         return false;
+    }
     // copyreg._slotnames caches the slot names in the class's own dict (a first real
     // reduction puts them there).
     PyObject* slotnames = PyDict_GetItemWithError(type->tp_dict, names.__slotnames__);
@@ -134,18 +172,18 @@ bool shadows_reduction(PyObject* dict) {
 
 } // namespace
 
-bool PicklerCore::is_certified_plain(PyTypeObject* type) const {
+const void* PicklerCore::plain_certificate(PyTypeObject* type) const {
     const Certificate& cert = g_certificates[slot_of(type)];
     if (cert.type != type || cert.version != type->tp_version_tag || !has_valid_version(type))
-        return false;
+        return nullptr;
     // The list can be mutated in place without a new version tag.
     PyObject* slotnames = slotnames_of(type);
-    return slotnames && PyList_GET_SIZE(slotnames) == cert.slot_count;
+    return slotnames && PyList_GET_SIZE(slotnames) == cert.slot_count ? &cert : nullptr;
 }
 
 void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
-    // Expect (copyreg.__newobj__, (cls,), state, None, None) with state the instance dict
-    // (or None when it is empty): then writing it directly gives identical bytes.
+    // Expect (copyreg.__newobj__, (cls, *new_args), state, None, None) with the state that
+    // default_state() rebuilds: then writing it directly gives identical bytes.
     if (proto < 2 || !PyTuple_CheckExact(reduce_value) || PyTuple_GET_SIZE(reduce_value) != 5)
         return;
     PyTypeObject* type = Py_TYPE(obj);
@@ -153,10 +191,21 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
     PyObject* args = PyTuple_GET_ITEM(reduce_value, 1);
     PyObject* state_obj = PyTuple_GET_ITEM(reduce_value, 2);
     if (callable != state().copyreg_newobj || !PyTuple_CheckExact(args) ||
-        PyTuple_GET_SIZE(args) != 1 || PyTuple_GET_ITEM(args, 0) != reinterpret_cast<PyObject*>(type) ||
+        PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_ITEM(args, 0) != reinterpret_cast<PyObject*>(type) ||
         PyTuple_GET_ITEM(reduce_value, 3) != Py_None || PyTuple_GET_ITEM(reduce_value, 4) != Py_None)
         return;
-    if (!has_default_reduction(type)) {
+    NewArgs new_args = NewArgs::none;
+    if (PyTuple_Check(obj)) {
+        // A namedtuple's arguments are its items.
+        const Py_ssize_t n = PyTuple_GET_SIZE(obj);
+        if (PyTuple_GET_SIZE(args) != n + 1) return;
+        for (Py_ssize_t i = 0; i < n; ++i)
+            if (PyTuple_GET_ITEM(args, i + 1) != PyTuple_GET_ITEM(obj, i)) return;
+        new_args = NewArgs::items;
+    } else if (PyTuple_GET_SIZE(args) != 1) {
+        return;
+    }
+    if (!has_default_reduction(type, new_args)) {
         PyErr_Clear();
         return;
     }
@@ -169,17 +218,22 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
     PyObject* slotnames = slotnames_of(type);
     if (slotnames && has_valid_version(type))
         g_certificates[slot_of(type)] =
-            Certificate{type, type->tp_version_tag, PyList_GET_SIZE(slotnames)};
+            Certificate{type, type->tp_version_tag, PyList_GET_SIZE(slotnames), new_args};
 }
 
-int PicklerCore::save_plain_instance(PyObject* obj) {
+int PicklerCore::save_plain_instance(PyObject* obj, const void* certificate) {
+    const auto& cert = *static_cast<const Certificate*>(certificate);
     PyObject* dict = instance_dict(obj);
     if (shadows_reduction(dict)) return 0;
     // Built before anything is written, as object.__reduce_ex__ does.
+    Ref args = Ref::steal(cert.new_args == NewArgs::items
+                              ? PyTuple_GetSlice(obj, 0, PyTuple_GET_SIZE(obj))
+                              : Py_NewRef(state().empty_tuple));
+    if (!args) return -1;
     Ref state_obj = Ref::steal(default_state(obj, dict));
     if (!state_obj) return -1;
     if (state_obj.get() == Py_None) state_obj.reset();
-    if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(state().empty_tuple)) return -1;
+    if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(args.get())) return -1;
     if (!writer.write_op(Op::NEWOBJ)) return writer_failed(), -1;
     const std::size_t index = memo.find(obj);
     if (index != MemoTable::kNotFound)

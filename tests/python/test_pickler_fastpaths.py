@@ -157,6 +157,44 @@ def test_slotnames_changed_after_certification():
     assert_same_bytes([obj, obj], SLOT_PROTOCOLS)
 
 
+def fresh_namedtuple(name, fields):
+    import collections
+
+    unique = f"{name}{next(_class_counter)}"
+    cls = collections.namedtuple(unique, fields, module=__name__)
+    globals()[unique] = cls
+    return cls
+
+
+def test_namedtuples_before_and_after_certification():
+    point = fresh_namedtuple("Point", "x y")
+    empty = fresh_namedtuple("Empty", "")
+    shared = [1, 2]
+    for _ in range(3):
+        assert_same_bytes([point(1, "two"), point(shared, shared), empty(), point(3, point(4, 5))])
+
+
+def test_namedtuple_subclasses():
+    base = fresh_namedtuple("Base", "a b")
+    with_dict = fresh_class("WithDict", (base,))  # no __slots__: instances get a dict
+    del with_dict.__init__
+    custom_args = fresh_class(
+        "CustomArgs", (base,), __slots__=(), __getnewargs__=lambda self: (self.b, self.a)
+    )
+    del custom_args.__init__
+    for _ in range(3):
+        extra = with_dict(1, 2)
+        extra.note = "state"
+        assert_same_bytes([extra, with_dict(3, 4), custom_args(5, 6)], SLOT_PROTOCOLS)
+
+
+def test_namedtuple_changed_after_certification():
+    pair = fresh_namedtuple("Pair", "a b")
+    assert_same_bytes([pair(1, 2), pair(3, 4)])
+    pair.__getnewargs__ = lambda self: (self.b, self.a)
+    assert_same_bytes([pair(1, 2), pair(3, 4)])
+
+
 def test_dispatch_table_registration_after_certification():
     cls = fresh_class("Registered")
     assert_same_bytes([cls(), cls()])
