@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pickle import DEFAULT_PROTOCOL
 from typing import Any, NamedTuple
 
@@ -43,3 +44,18 @@ def dumps_out_of_band(obj: Any, protocol: int | None) -> Pickled:
     views = [byte_view(buf.raw()) for buf in collected]
     readonly = [memoryview(buf).readonly for buf in collected]
     return Pickled(protocol, stream, views, readonly)
+
+
+def loads_consuming_all(
+    stream: Any, buffers: Iterator[Any], error: type[Exception], container: str, **kwargs: Any
+) -> Any:
+    """Unpickle ``stream`` with ``buffers`` and insist that it used every one of them.
+
+    ``buffers`` is an iterator so that the caller holds no list of views: once the objects
+    are rebuilt, only they keep the underlying memory (a mapping, a segment) alive. A stream
+    that uses fewer buffers than its container carries is corrupt: ``error`` is raised.
+    """
+    obj = _picklex.loads(stream, buffers=buffers, **kwargs)
+    if next(buffers, None) is not None:
+        raise error(f"{container}: the pickle stream uses fewer buffers than it carries")
+    return obj

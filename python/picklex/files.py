@@ -15,11 +15,11 @@ import os
 import sys
 from typing import Any, Union
 
-from . import _checksum, _codecs, _container, _picklex
+from . import _checksum, _codecs, _container
 from ._buffers import IOV_MAX, aligned_empty, byte_view, padding, read_views, write_views
 from ._container import Entry, Layout
 from ._errors import FileFormatError
-from ._oob import dumps_out_of_band
+from ._oob import dumps_out_of_band, loads_consuming_all
 
 StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -354,9 +354,4 @@ def load_file(
     del source  # from here on only the views handed out keep the mapping alive
     remaining = iter(buffers)
     del buffers
-    obj = _picklex.loads(stream, buffers=remaining)
-    if next(remaining, None) is not None:
-        raise FileFormatError(
-            "corrupt picklex file: the pickle stream uses fewer buffers than the table lists"
-        )
-    return obj
+    return loads_consuming_all(stream, remaining, FileFormatError, "corrupt picklex file")

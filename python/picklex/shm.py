@@ -34,7 +34,7 @@ from typing import Any
 from . import _picklex, _shm_broker, _shm_segment
 from ._buffers import byte_view
 from ._errors import MessageError
-from ._oob import resolve_protocol
+from ._oob import loads_consuming_all, resolve_protocol
 from ._shm_broker import BrokerUnavailable
 from ._shm_handle import Handle, unpack
 from ._shm_runtime import RUNTIME
@@ -210,13 +210,9 @@ def _load_handle(handle: Handle, *, shared: bool, **loads_kwargs: Any) -> Any:
     del mapping  # from here on only the views keep the mapping alive
     remaining = iter(buffers)
     del buffers
-    obj = _picklex.loads(stream, buffers=remaining, **loads_kwargs)
-    if next(remaining, None) is not None:
-        raise MessageError(
-            "malformed picklex shared-memory segment: the pickle stream uses fewer buffers "
-            "than it carries"
-        )
-    return obj
+    return loads_consuming_all(
+        stream, remaining, MessageError, "malformed picklex shared-memory segment", **loads_kwargs
+    )
 
 
 def _load_message(packed: bytes) -> Any:

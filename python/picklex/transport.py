@@ -20,11 +20,11 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import _framing, _picklex
+from . import _framing
 from ._buffers import aligned_empty, read_views, write_views
 from ._errors import MessageError, TruncatedMessageError
 from ._framing import DEFAULT_MAX_BUFFERS, DEFAULT_MAX_MESSAGE_SIZE
-from ._oob import dumps_out_of_band
+from ._oob import dumps_out_of_band, loads_consuming_all
 from ._pool import BufferPool
 
 if TYPE_CHECKING:
@@ -106,12 +106,7 @@ def _read_message(
     del buffers
     remaining = iter(handed)
     del handed
-    obj = _picklex.loads(stream, buffers=remaining)
-    if next(remaining, None) is not None:
-        raise MessageError(
-            "malformed picklex message: the pickle stream uses fewer buffers than it carries"
-        )
-    return obj
+    return loads_consuming_all(stream, remaining, MessageError, "malformed picklex message")
 
 
 # ---------------------------------------------------------------------------------------------
