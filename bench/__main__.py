@@ -1,4 +1,4 @@
-"""``python -m bench``: run the benchmark suite (same options as bench/run.py)."""
+"""``python -m bench``: run the benchmark suite (options: ``python -m bench --help``)."""
 
 import sys
 
