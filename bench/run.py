@@ -85,7 +85,7 @@ LARGE = Mode(
     DEFAULT.buffers,
     [MiB, 16 * MiB, 64 * MiB, GiB],
     [MiB, 64 * MiB, 256 * MiB, GiB],
-    1000 * MiB,
+    DEFAULT.memory_size,
 )
 
 
@@ -144,7 +144,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     size.add_argument(
         "--large",
         action="store_true",
-        help="also 1 GiB buffers and a 1 GB memory object (needs ~6 GiB)",
+        help="default mode plus 1 GiB buffers (needs about 5 GiB of free memory)",
     )
     parser.add_argument(
         "--clock",

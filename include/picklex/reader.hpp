@@ -86,6 +86,8 @@
 #include <string>
 #include <string_view>
 
+#include <array>
+
 #include "picklex/detail/decode_buffer.hpp"
 #include "picklex/detail/decode_text.hpp"
 #include "picklex/detail/endian.hpp"
@@ -108,10 +110,14 @@ class MemorySource {
     const char* next;
     const char* end;
 
+    /// The window never moves: a pointer into it stays valid (see Reader's kFixedWindow).
+    static constexpr bool kFixedWindow = true;
+
     bool fill(std::size_t) noexcept { return false; }
     const char* fill_line() noexcept { return nullptr; }
     bool finish() noexcept { return true; }
-    std::size_t offset() const noexcept { return static_cast<std::size_t>(next - begin_); }
+    std::size_t offset() const noexcept { return offset_of(next); }
+    std::size_t offset_of(const char* p) const noexcept { return static_cast<std::size_t>(p - begin_); }
     Errc failure() const noexcept { return Errc::truncated; }
 
   private:
@@ -127,6 +133,19 @@ template <class Source, class Handler> class Reader {
     bool run();
 
   private:
+    /// A source whose window never moves lets the loop remember where each opcode starts as
+    /// a pointer, and work out its offset and byte only when an error needs them.
+    static constexpr bool kFixedWindow = requires { requires Source::kFixedWindow; };
+
+    /// Settle op_ and op_offset_ for an error report.
+    void locate() noexcept {
+        if constexpr (kFixedWindow) {
+            if (op_start_) {
+                op_ = static_cast<std::uint8_t>(*op_start_);
+                op_offset_ = src_.offset_of(op_start_);
+            }
+        }
+    }
     PICKLEX_DECODE_COLD bool fail(Errc code, std::string detail);
     PICKLEX_DECODE_COLD bool fail_handler();
     PICKLEX_DECODE_COLD bool fail_source(bool at_opcode_start);
@@ -162,17 +181,19 @@ template <class Source, class Handler> class Reader {
     /// `min_size` bytes long (shorter lines are truncation, as in CPython).
     const char* take_line_cstr(std::size_t min_size, std::size_t& size);
     /// A GLOBAL/INST pair of lines, '\n' cut. The first is copied to scratch storage.
-    bool take_line_pair(std::string_view& first, std::string_view& second);
+    bool take_line_pair(std::string_view& first, std::string_view& second, Op op);
 
     bool load_int();
     bool load_long();
     bool load_counted_long(std::size_t width);
     bool load_string();
+    bool load_ext(std::int32_t code);
 
     Source& src_;
     Handler& h_;
-    int op_ = -1;                       // opcode being decoded
+    int op_ = -1;                       // opcode being decoded (see locate())
     std::size_t op_offset_ = 0;         // its offset
+    const char* op_start_ = nullptr;    // where it starts, for a fixed window
     detail::DecodeBuffer<char> scratch_; // copies of text lines
 };
 
@@ -180,6 +201,7 @@ template <class Source, class Handler> class Reader {
 
 template <class Source, class Handler>
 bool Reader<Source, Handler>::fail(Errc code, std::string detail) {
+    locate();
     Error& e = h_.error();
     e.code = code;
     e.opcode = op_;
@@ -189,6 +211,7 @@ bool Reader<Source, Handler>::fail(Errc code, std::string detail) {
 }
 
 template <class Source, class Handler> bool Reader<Source, Handler>::fail_handler() {
+    locate();
     Error& e = h_.error();
     if (e.code == Errc::ok) e.code = Errc::external;
     e.opcode = op_;
@@ -198,6 +221,7 @@ template <class Source, class Handler> bool Reader<Source, Handler>::fail_handle
 
 template <class Source, class Handler>
 bool Reader<Source, Handler>::fail_source(bool at_opcode_start) {
+    locate();
     const Errc code = src_.failure();
     if (code == Errc::truncated) {
         // Running out where an opcode should start is EOF; inside an opcode, truncation.
@@ -255,7 +279,8 @@ const char* Reader<Source, Handler>::take_line_cstr(std::size_t min_size, std::s
 }
 
 template <class Source, class Handler>
-bool Reader<Source, Handler>::take_line_pair(std::string_view& first, std::string_view& second) {
+bool Reader<Source, Handler>::take_line_pair(std::string_view& first, std::string_view& second,
+                                             Op op) {
     std::size_t size = 0;
     const char* text = take_line_cstr(2, size);
     if (!text) return false;
@@ -270,7 +295,7 @@ bool Reader<Source, Handler>::take_line_pair(std::string_view& first, std::strin
     // reported ahead of a missing name.
     if constexpr (requires { h_.check_global_module(first, Op::GLOBAL); }) {
         if ((got || src_.failure() == Errc::truncated) &&
-            !h_.check_global_module(first, static_cast<Op>(op_)))
+            !h_.check_global_module(first, op))
             return fail_handler();
     }
     return got ? fail(Errc::truncated, "pickle data was truncated") : fail_source(false);
@@ -331,12 +356,70 @@ template <class Source, class Handler> bool Reader<Source, Handler>::load_string
     return h_.on_py2_str_escaped(text + 1, len - 2) || fail_handler();
 }
 
+// The decode loop. With GCC and Clang every opcode's code ends in its own indirect jump to
+// the next opcode's (computed goto), which the branch predictor tells apart far better than
+// the one shared jump of a switch; elsewhere the same bodies form a switch.
+#ifndef PICKLEX_COMPUTED_GOTO
+#if defined(__GNUC__) || defined(__clang__)
+#define PICKLEX_COMPUTED_GOTO 1
+#else
+#define PICKLEX_COMPUTED_GOTO 0
+#endif
+#endif
+
+namespace detail {
+/// Position of each byte's opcode in PICKLEX_OPCODE_TABLE plus one; 0 for a non-opcode.
+constexpr std::array<std::uint8_t, 256> make_dispatch_index() {
+    std::array<std::uint8_t, 256> index{};
+    for (std::size_t i = 0; i < kOpcodeCount; ++i)
+        index[static_cast<std::uint8_t>(kOpcodes[i].op)] = static_cast<std::uint8_t>(i + 1);
+    return index;
+}
+inline constexpr std::array<std::uint8_t, 256> kDispatchIndex = make_dispatch_index();
+} // namespace detail
+
+template <class Source, class Handler> bool Reader<Source, Handler>::load_ext(std::int32_t code) {
+    if (code <= 0) return fail(Errc::bad_argument, "EXT specifies code <= 0");
+    return h_.on_ext(code) || fail_handler();
+}
+
 template <class Source, class Handler> bool Reader<Source, Handler>::run() {
-// Each case either continues the loop or returns false with the error recorded.
+    std::uint8_t op = 0;
+#if PICKLEX_COMPUTED_GOTO
+#define PICKLEX_X(name, code, arg, proto, before, after) &&op_##name,
+    static const void* const kLabels[] = {&&not_an_opcode, PICKLEX_OPCODE_TABLE(PICKLEX_X)};
+#undef PICKLEX_X
+#define PICKLEX_OP(name) op_##name:
+#define PICKLEX_JUMP() goto* kLabels[detail::kDispatchIndex[op]]
+#else
+#define PICKLEX_OP(name) case Op::name:
+#define PICKLEX_JUMP() goto dispatch
+#endif
+// Start the next opcode: note where it begins, read its byte, jump to its code.
+#define PICKLEX_NEXT()                                                                             \
+    do {                                                                                           \
+        if constexpr (kFixedWindow) op_start_ = src_.next;                                         \
+        else op_offset_ = src_.offset();                                                           \
+        if (src_.next == src_.end) [[unlikely]]                                                    \
+            goto refill;                                                                           \
+        op = static_cast<std::uint8_t>(*src_.next++);                                              \
+        if constexpr (!kFixedWindow) op_ = op;                                                     \
+        PICKLEX_JUMP();                                                                            \
+    } while (0)
+// Each opcode either goes on to the next or returns false with the error recorded.
 #define PICKLEX_CALL(expr)                                                                         \
-    if (!(expr)) [[unlikely]]                                                                      \
-        return fail_handler();                                                                     \
-    continue
+    do {                                                                                           \
+        if (!(expr)) [[unlikely]]                                                                  \
+            return fail_handler();                                                                 \
+        PICKLEX_NEXT();                                                                            \
+    } while (0)
+// A step of the Reader's own that records its error itself.
+#define PICKLEX_STEP(expr)                                                                         \
+    do {                                                                                           \
+        if (!(expr)) [[unlikely]]                                                                  \
+            return false;                                                                          \
+        PICKLEX_NEXT();                                                                            \
+    } while (0)
 #define PICKLEX_TAKE(var, n)                                                                       \
     const char* var = take(n);                                                                     \
     if (!var) [[unlikely]]                                                                         \
@@ -348,50 +431,39 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
     if (!var) [[unlikely]]                                                                         \
         return fail_source(false)
 
-    for (;;) {
-        op_offset_ = src_.offset();
-        if (src_.next == src_.end && !src_.fill(1)) [[unlikely]] {
-            op_ = -1;
-            return fail_source(true);
-        }
-        op_ = static_cast<std::uint8_t>(*src_.next++);
-        switch (static_cast<Op>(op_)) {
+    PICKLEX_NEXT();
+#if !PICKLEX_COMPUTED_GOTO
+dispatch:
+    switch (static_cast<Op>(op)) {
+#endif
         // ---- atoms ----
-        case Op::NONE: PICKLEX_CALL(h_.on_none());
-        case Op::NEWTRUE: PICKLEX_CALL(h_.on_bool(true));
-        case Op::NEWFALSE: PICKLEX_CALL(h_.on_bool(false));
-        case Op::BININT1: {
+        PICKLEX_OP(NONE) PICKLEX_CALL(h_.on_none());
+        PICKLEX_OP(NEWTRUE) PICKLEX_CALL(h_.on_bool(true));
+        PICKLEX_OP(NEWFALSE) PICKLEX_CALL(h_.on_bool(false));
+        PICKLEX_OP(BININT1) {
             PICKLEX_TAKE(p, 1);
             PICKLEX_CALL(h_.on_int(static_cast<std::uint8_t>(*p)));
         }
-        case Op::BININT2: {
+        PICKLEX_OP(BININT2) {
             PICKLEX_TAKE(p, 2);
             PICKLEX_CALL(h_.on_int(detail::load_le16(p)));
         }
-        case Op::BININT: {
+        PICKLEX_OP(BININT) {
             PICKLEX_TAKE(p, 4);
             PICKLEX_CALL(h_.on_int(static_cast<std::int32_t>(detail::load_le32(p))));
         }
-        case Op::INT:
-            if (!load_int()) return false;
-            continue;
-        case Op::LONG:
-            if (!load_long()) return false;
-            continue;
-        case Op::LONG1:
-            if (!load_counted_long(1)) return false;
-            continue;
-        case Op::LONG4:
-            if (!load_counted_long(4)) return false;
-            continue;
-        case Op::BINFLOAT: {
+        PICKLEX_OP(INT) PICKLEX_STEP(load_int());
+        PICKLEX_OP(LONG) PICKLEX_STEP(load_long());
+        PICKLEX_OP(LONG1) PICKLEX_STEP(load_counted_long(1));
+        PICKLEX_OP(LONG4) PICKLEX_STEP(load_counted_long(4));
+        PICKLEX_OP(BINFLOAT) {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t bits = detail::load_be64(p);
             double value;
             std::memcpy(&value, &bits, sizeof value);
             PICKLEX_CALL(h_.on_float(value));
         }
-        case Op::FLOAT: {
+        PICKLEX_OP(FLOAT) {
             std::size_t size = 0;
             const char* text = take_line_cstr(2, size);
             if (!text) return false;
@@ -399,58 +471,56 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
         }
 
         // ---- strings and bytes ----
-        case Op::SHORT_BINUNICODE: {
+        PICKLEX_OP(SHORT_BINUNICODE) {
             PICKLEX_TAKE(p, 1);
             const std::size_t n = static_cast<std::uint8_t>(*p);
             PICKLEX_TAKE(s, n);
             PICKLEX_CALL(h_.on_str_utf8(s, n));
         }
-        case Op::BINUNICODE: {
+        PICKLEX_OP(BINUNICODE) {
             PICKLEX_TAKE(p, 4);
             const std::size_t n = detail::load_le32(p);
             PICKLEX_TAKE(s, n);
             PICKLEX_CALL(h_.on_str_utf8(s, n));
         }
-        case Op::BINUNICODE8: {
+        PICKLEX_OP(BINUNICODE8) {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BINUNICODE");
             PICKLEX_TAKE(s, n);
             PICKLEX_CALL(h_.on_str_utf8(s, n));
         }
-        case Op::UNICODE: {
+        PICKLEX_OP(UNICODE) {
             std::string_view line;
             if (!take_line(line)) return fail_source(false);
             PICKLEX_CALL(h_.on_str_raw_unicode_escape(line.data(), line.size() - 1));
         }
-        case Op::SHORT_BINSTRING: {
+        PICKLEX_OP(SHORT_BINSTRING) {
             PICKLEX_TAKE(p, 1);
             const std::size_t n = static_cast<std::uint8_t>(*p);
             PICKLEX_TAKE(s, n);
             PICKLEX_CALL(h_.on_py2_str(s, n));
         }
-        case Op::BINSTRING: {
+        PICKLEX_OP(BINSTRING) {
             PICKLEX_TAKE(p, 4);
             const std::size_t n = detail::load_le32(p);
             PICKLEX_TAKE(s, n);
             PICKLEX_CALL(h_.on_py2_str(s, n));
         }
-        case Op::STRING:
-            if (!load_string()) return false;
-            continue;
-        case Op::SHORT_BINBYTES: {
+        PICKLEX_OP(STRING) PICKLEX_STEP(load_string());
+        PICKLEX_OP(SHORT_BINBYTES) {
             PICKLEX_TAKE(p, 1);
             const std::size_t n = static_cast<std::uint8_t>(*p);
             PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
-        case Op::BINBYTES: {
+        PICKLEX_OP(BINBYTES) {
             PICKLEX_TAKE(p, 4);
             const std::size_t n = detail::load_le32(p);
             PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
-        case Op::BINBYTES8: {
+        PICKLEX_OP(BINBYTES8) {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BINBYTES");
@@ -461,109 +531,107 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
             PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytes(s, n));
         }
-        case Op::BYTEARRAY8: {
+        PICKLEX_OP(BYTEARRAY8) {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize) return fail_too_large("BYTEARRAY8");
             PICKLEX_TAKE_PAYLOAD(s, n);
             PICKLEX_CALL(h_.on_bytearray(s, n));
         }
-        case Op::NEXT_BUFFER: PICKLEX_CALL(h_.on_next_buffer());
-        case Op::READONLY_BUFFER: PICKLEX_CALL(h_.on_readonly_buffer());
+        PICKLEX_OP(NEXT_BUFFER) PICKLEX_CALL(h_.on_next_buffer());
+        PICKLEX_OP(READONLY_BUFFER) PICKLEX_CALL(h_.on_readonly_buffer());
 
         // ---- containers ----
-        case Op::EMPTY_TUPLE: PICKLEX_CALL(h_.on_tuple_n(0));
-        case Op::TUPLE1: PICKLEX_CALL(h_.on_tuple_n(1));
-        case Op::TUPLE2: PICKLEX_CALL(h_.on_tuple_n(2));
-        case Op::TUPLE3: PICKLEX_CALL(h_.on_tuple_n(3));
-        case Op::TUPLE: PICKLEX_CALL(h_.on_tuple());
-        case Op::EMPTY_LIST: PICKLEX_CALL(h_.on_empty_list());
-        case Op::LIST: PICKLEX_CALL(h_.on_list());
-        case Op::EMPTY_DICT: PICKLEX_CALL(h_.on_empty_dict());
-        case Op::DICT: PICKLEX_CALL(h_.on_dict());
-        case Op::EMPTY_SET: PICKLEX_CALL(h_.on_empty_set());
-        case Op::FROZENSET: PICKLEX_CALL(h_.on_frozenset());
-        case Op::APPEND: PICKLEX_CALL(h_.on_append());
-        case Op::APPENDS: PICKLEX_CALL(h_.on_appends());
-        case Op::SETITEM: PICKLEX_CALL(h_.on_setitem());
-        case Op::SETITEMS: PICKLEX_CALL(h_.on_setitems());
-        case Op::ADDITEMS: PICKLEX_CALL(h_.on_additems());
+        PICKLEX_OP(EMPTY_TUPLE) PICKLEX_CALL(h_.on_tuple_n(0));
+        PICKLEX_OP(TUPLE1) PICKLEX_CALL(h_.on_tuple_n(1));
+        PICKLEX_OP(TUPLE2) PICKLEX_CALL(h_.on_tuple_n(2));
+        PICKLEX_OP(TUPLE3) PICKLEX_CALL(h_.on_tuple_n(3));
+        PICKLEX_OP(TUPLE) PICKLEX_CALL(h_.on_tuple());
+        PICKLEX_OP(EMPTY_LIST) PICKLEX_CALL(h_.on_empty_list());
+        PICKLEX_OP(LIST) PICKLEX_CALL(h_.on_list());
+        PICKLEX_OP(EMPTY_DICT) PICKLEX_CALL(h_.on_empty_dict());
+        PICKLEX_OP(DICT) PICKLEX_CALL(h_.on_dict());
+        PICKLEX_OP(EMPTY_SET) PICKLEX_CALL(h_.on_empty_set());
+        PICKLEX_OP(FROZENSET) PICKLEX_CALL(h_.on_frozenset());
+        PICKLEX_OP(APPEND) PICKLEX_CALL(h_.on_append());
+        PICKLEX_OP(APPENDS) PICKLEX_CALL(h_.on_appends());
+        PICKLEX_OP(SETITEM) PICKLEX_CALL(h_.on_setitem());
+        PICKLEX_OP(SETITEMS) PICKLEX_CALL(h_.on_setitems());
+        PICKLEX_OP(ADDITEMS) PICKLEX_CALL(h_.on_additems());
 
         // ---- stack and memo ----
-        case Op::MARK: PICKLEX_CALL(h_.on_mark());
-        case Op::POP: PICKLEX_CALL(h_.on_pop());
-        case Op::POP_MARK: PICKLEX_CALL(h_.on_pop_mark());
-        case Op::DUP: PICKLEX_CALL(h_.on_dup());
-        case Op::BINGET: {
+        PICKLEX_OP(MARK) PICKLEX_CALL(h_.on_mark());
+        PICKLEX_OP(POP) PICKLEX_CALL(h_.on_pop());
+        PICKLEX_OP(POP_MARK) PICKLEX_CALL(h_.on_pop_mark());
+        PICKLEX_OP(DUP) PICKLEX_CALL(h_.on_dup());
+        PICKLEX_OP(BINGET) {
             PICKLEX_TAKE(p, 1);
             PICKLEX_CALL(h_.on_get(static_cast<std::uint8_t>(*p)));
         }
-        case Op::LONG_BINGET: {
+        PICKLEX_OP(LONG_BINGET) {
             PICKLEX_TAKE(p, 4);
             PICKLEX_CALL(h_.on_get(detail::load_le32(p)));
         }
-        case Op::GET: {
+        PICKLEX_OP(GET) {
             std::size_t size = 0;
             const char* text = take_line_cstr(2, size);
             if (!text) return false;
             PICKLEX_CALL(h_.on_get_text(std::string_view(text, size)));
         }
-        case Op::BINPUT: {
+        PICKLEX_OP(BINPUT) {
             PICKLEX_TAKE(p, 1);
             PICKLEX_CALL(h_.on_put(static_cast<std::uint8_t>(*p)));
         }
-        case Op::LONG_BINPUT: {
+        PICKLEX_OP(LONG_BINPUT) {
             PICKLEX_TAKE(p, 4);
             PICKLEX_CALL(h_.on_put(detail::load_le32(p)));
         }
-        case Op::PUT: {
+        PICKLEX_OP(PUT) {
             std::size_t size = 0;
             const char* text = take_line_cstr(2, size);
             if (!text) return false;
             PICKLEX_CALL(h_.on_put_text(std::string_view(text, size)));
         }
-        case Op::MEMOIZE: PICKLEX_CALL(h_.on_memoize());
+        PICKLEX_OP(MEMOIZE) PICKLEX_CALL(h_.on_memoize());
 
         // ---- globals and object construction ----
-        case Op::GLOBAL: {
+        PICKLEX_OP(GLOBAL) {
             std::string_view module, name;
-            if (!take_line_pair(module, name)) return false;
+            if (!take_line_pair(module, name, Op::GLOBAL)) return false;
             PICKLEX_CALL(h_.on_global(module, name));
         }
-        case Op::INST: {
+        PICKLEX_OP(INST) {
             std::string_view module, name;
-            if (!take_line_pair(module, name)) return false;
+            if (!take_line_pair(module, name, Op::INST)) return false;
             PICKLEX_CALL(h_.on_inst(module, name));
         }
-        case Op::STACK_GLOBAL: PICKLEX_CALL(h_.on_stack_global());
-        case Op::EXT1:
-        case Op::EXT2:
-        case Op::EXT4: {
-            const std::size_t width = op_ == static_cast<int>(Op::EXT1)   ? 1
-                                      : op_ == static_cast<int>(Op::EXT2) ? 2
-                                                                          : 4;
-            PICKLEX_TAKE(p, width);
-            const std::int32_t code =
-                width == 1   ? static_cast<std::uint8_t>(*p)
-                : width == 2 ? detail::load_le16(p)
-                             : static_cast<std::int32_t>(detail::load_le32(p));
-            if (code <= 0) return fail(Errc::bad_argument, "EXT specifies code <= 0");
-            PICKLEX_CALL(h_.on_ext(code));
+        PICKLEX_OP(STACK_GLOBAL) PICKLEX_CALL(h_.on_stack_global());
+        PICKLEX_OP(EXT1) {
+            PICKLEX_TAKE(p, 1);
+            PICKLEX_STEP(load_ext(static_cast<std::uint8_t>(*p)));
         }
-        case Op::REDUCE: PICKLEX_CALL(h_.on_reduce());
-        case Op::BUILD: PICKLEX_CALL(h_.on_build());
-        case Op::NEWOBJ: PICKLEX_CALL(h_.on_newobj());
-        case Op::NEWOBJ_EX: PICKLEX_CALL(h_.on_newobj_ex());
-        case Op::OBJ: PICKLEX_CALL(h_.on_obj());
-        case Op::PERSID: {
+        PICKLEX_OP(EXT2) {
+            PICKLEX_TAKE(p, 2);
+            PICKLEX_STEP(load_ext(detail::load_le16(p)));
+        }
+        PICKLEX_OP(EXT4) {
+            PICKLEX_TAKE(p, 4);
+            PICKLEX_STEP(load_ext(static_cast<std::int32_t>(detail::load_le32(p))));
+        }
+        PICKLEX_OP(REDUCE) PICKLEX_CALL(h_.on_reduce());
+        PICKLEX_OP(BUILD) PICKLEX_CALL(h_.on_build());
+        PICKLEX_OP(NEWOBJ) PICKLEX_CALL(h_.on_newobj());
+        PICKLEX_OP(NEWOBJ_EX) PICKLEX_CALL(h_.on_newobj_ex());
+        PICKLEX_OP(OBJ) PICKLEX_CALL(h_.on_obj());
+        PICKLEX_OP(PERSID) {
             std::string_view line;
             if (!take_line(line)) return fail_source(false);
             PICKLEX_CALL(h_.on_persid(line.substr(0, line.size() - 1)));
         }
-        case Op::BINPERSID: PICKLEX_CALL(h_.on_binpersid());
+        PICKLEX_OP(BINPERSID) PICKLEX_CALL(h_.on_binpersid());
 
         // ---- framing and control ----
-        case Op::PROTO: {
+        PICKLEX_OP(PROTO) {
             PICKLEX_TAKE(p, 1);
             const int protocol = static_cast<std::uint8_t>(*p);
             if (protocol > kHighestProtocol)
@@ -571,7 +639,7 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
                             "unsupported pickle protocol: " + std::to_string(protocol));
             PICKLEX_CALL(h_.on_proto(protocol));
         }
-        case Op::FRAME: {
+        PICKLEX_OP(FRAME) {
             PICKLEX_TAKE(p, 8);
             const std::uint64_t n = detail::load_le64(p);
             if (n > kMaxPayloadSize)
@@ -581,28 +649,53 @@ template <class Source, class Handler> bool Reader<Source, Handler>::run() {
             // then decode its opcodes as if it were not there.
             if (static_cast<std::uint64_t>(src_.end - src_.next) < n && !src_.fill(n))
                 return fail_source(false);
-            continue;
+            PICKLEX_NEXT();
         }
-        case Op::STOP:
+        PICKLEX_OP(STOP) {
             if (!h_.on_stop()) return fail_handler();
             if (!src_.finish()) return fail_source(false);
             return true;
         }
-        // Not an opcode. CPython quotes printable bytes as themselves.
-        const auto byte = static_cast<unsigned char>(op_);
-        std::string detail = "invalid load key, '";
-        if (byte >= 0x20 && byte <= 0x7e && byte != '\'' && byte != '\\') {
-            detail += static_cast<char>(byte);
-        } else {
-            static constexpr char kHex[] = "0123456789abcdef";
-            detail += "\\x";
-            detail += kHex[byte >> 4];
-            detail += kHex[byte & 15];
-        }
-        detail += "'.";
-        return fail(Errc::bad_opcode, std::move(detail));
+#if !PICKLEX_COMPUTED_GOTO
     }
+    goto not_an_opcode;
+#endif
+
+refill:
+    // The window is used up where an opcode should start: read on, or end cleanly.
+    if (!src_.fill(1)) {
+        op_offset_ = src_.offset();
+        op_start_ = nullptr; // no opcode byte to point at
+        return fail_source(true);
+    }
+    op = static_cast<std::uint8_t>(*src_.next++);
+    if constexpr (!kFixedWindow) op_ = op;
+#if PICKLEX_COMPUTED_GOTO
+    PICKLEX_JUMP();
+#else
+    goto dispatch;
+#endif
+
+not_an_opcode : {
+    // CPython quotes printable bytes as themselves.
+    const auto byte = op;
+    std::string detail = "invalid load key, '";
+    if (byte >= 0x20 && byte <= 0x7e && byte != '\'' && byte != '\\') {
+        detail += static_cast<char>(byte);
+    } else {
+        static constexpr char kHex[] = "0123456789abcdef";
+        detail += "\\x";
+        detail += kHex[byte >> 4];
+        detail += kHex[byte & 15];
+    }
+    detail += "'.";
+    return fail(Errc::bad_opcode, std::move(detail));
+}
+#undef PICKLEX_OP
+#undef PICKLEX_JUMP
+#undef PICKLEX_NEXT
 #undef PICKLEX_CALL
+#undef PICKLEX_STEP
 #undef PICKLEX_TAKE
 #undef PICKLEX_TAKE_PAYLOAD
 }

@@ -228,7 +228,8 @@ PyMethodDef unpickler_functions[] = {
 } // namespace
 
 bool add_unpickler_api(PyObject* module) {
-    if (!ready_unpickler_types() || !init_find_class() || !init_file_source()) return false;
+    if (!ready_unpickler_types() || !init_find_class() || !init_file_source() || !init_build())
+        return false;
     PyObject* type = reinterpret_cast<PyObject*>(unpickler_type());
     if (PyModule_AddObjectRef(module, "Unpickler", type) < 0) return false;
     return PyModule_AddFunctions(module, unpickler_functions) == 0;

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <optional>
 
 
 #include "module_state.hpp"
@@ -216,6 +215,25 @@ PyObject* PyOps::make_float_text(const char* text) {
         return nullptr;
     }
     return PyFloat_FromDouble(value);
+}
+
+PyObject* PyOps::make_str_utf8_wide(const char* p, std::size_t n, std::size_t ascii) {
+    const detail::Utf8Scan scan = detail::scan_utf8(p, n, ascii);
+    // Malformed text: CPython's decoder raises the error it would raise.
+    if (!scan.valid) return PyUnicode_DecodeUTF8(p, static_cast<Py_ssize_t>(n), "surrogatepass");
+    if (scan.length == 1 && scan.max_char == 0xFF) {
+        Py_UCS1 c;
+        detail::decode_utf8(p, n, &c);
+        return PyUnicode_FromOrdinal(c); // the shared one-character string, as CPython's
+    }
+    PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(scan.length), scan.max_char);
+    if (!str) return nullptr;
+    switch (PyUnicode_KIND(str)) {
+    case PyUnicode_1BYTE_KIND: detail::decode_utf8(p, n, PyUnicode_1BYTE_DATA(str)); break;
+    case PyUnicode_2BYTE_KIND: detail::decode_utf8(p, n, PyUnicode_2BYTE_DATA(str)); break;
+    default: detail::decode_utf8(p, n, PyUnicode_4BYTE_DATA(str)); break;
+    }
+    return str;
 }
 
 PyObject* PyOps::make_large_bytes(const char* p, std::size_t n) {
@@ -435,54 +453,6 @@ PyObject* PyOps::instantiate(PyObject* cls, PyObject* args) {
         Py_DECREF(func);
     }
     return PyObject_CallObject(cls, args);
-}
-
-bool PyOps::build(PyObject* inst, PyObject* state_obj) {
-    const Names& names = state().names;
-    PyObject* setstate = nullptr;
-    if (_PyObject_LookupAttr(inst, names.__setstate__, &setstate) < 0) return false;
-    if (setstate) {
-        Ref method = Ref::steal(setstate);
-        GcPause::Resume user_code(gc_);
-        Ref result = Ref::steal(PyObject_CallOneArg(method.get(), state_obj));
-        return static_cast<bool>(result);
-    }
-    // The default __setstate__: state may embed a slot-state dict (protocol 2).
-    PyObject* dict_state = state_obj;
-    PyObject* slot_state = nullptr;
-    if (PyTuple_Check(state_obj) && PyTuple_GET_SIZE(state_obj) == 2) {
-        dict_state = PyTuple_GET_ITEM(state_obj, 0);
-        slot_state = PyTuple_GET_ITEM(state_obj, 1);
-    }
-    Ref keep_state = Ref::borrow(state_obj); // the items above are borrowed from it
-    if (dict_state != Py_None) {
-        if (!PyDict_Check(dict_state))
-            return own_error(state().UnpicklingError, "state is not a dictionary"), false;
-        Ref dict = Ref::steal(PyObject_GetAttr(inst, names.__dict__));
-        if (!dict) return false;
-        const bool exact = PyDict_CheckExact(dict.get());
-        std::optional<GcPause::Resume> user_code;
-        if (!exact) user_code.emplace(gc_); // a mapping with its own __setitem__
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(dict_state, &pos, &key, &value)) {
-            // Instance attribute names are normally interned; keep them so.
-            Ref owned_key = Ref::steal(interned_.get(key));
-            const int rc = exact ? PyDict_SetItem(dict.get(), key, value)
-                                 : PyObject_SetItem(dict.get(), key, value);
-            if (rc < 0) return false;
-        }
-    }
-    if (slot_state) {
-        if (!PyDict_Check(slot_state))
-            return own_error(state().UnpicklingError, "slot state is not a dictionary"), false;
-        GcPause::Resume user_code(gc_); // descriptors may run code
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(slot_state, &pos, &key, &value))
-            if (PyObject_SetAttr(inst, key, value) < 0) return false;
-    }
-    return true;
 }
 
 bool PyOps::check_persistent_load() {

@@ -15,10 +15,12 @@
 #include <string>
 #include <string_view>
 
+#include "picklex/detail/decode_utf8.hpp"
 #include "picklex/error.hpp"
 #include "picklex/opcodes.hpp"
 #include "picklex/stack_machine.hpp"
 #include "refs.hpp"
+#include "unpickler_build.hpp"
 #include "unpickler_gc.hpp"
 
 namespace picklex::py {
@@ -48,61 +50,6 @@ PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name, PyOb
 
 /// Module-init step for find_class; false with an exception set.
 bool init_find_class();
-
-/// The interned twin of each str BUILD used as an attribute name during one load.
-///
-/// A pickle of many instances names the same few attributes over and over, as the same
-/// memoized str objects; interning looks each one up in the interpreter's table every time.
-/// This remembers the answer per object. It holds references to both strings, so an address
-/// cannot be reused by another string while the entry lives (cleared after every load).
-class InternCache {
-  public:
-    InternCache() = default;
-    InternCache(const InternCache&) = delete;
-    InternCache& operator=(const InternCache&) = delete;
-    ~InternCache() { clear(); }
-
-    /// A new reference to the interned equal of `key` (or to `key` itself if it is not an
-    /// exact str or is interned already).
-    PyObject* get(PyObject* key) {
-        if (!PyUnicode_CheckExact(key) || PyUnicode_CHECK_INTERNED(key)) return Py_NewRef(key);
-        const std::size_t home = (reinterpret_cast<std::uintptr_t>(key) >> 4) % kSlots;
-        for (std::size_t probe = 0; probe < kProbes; ++probe) {
-            Entry& e = slots_[(home + probe) % kSlots];
-            if (e.original == key) return Py_NewRef(e.interned);
-            if (!e.original) {
-                PyObject* interned = Py_NewRef(key);
-                PyUnicode_InternInPlace(&interned);
-                e.original = Py_NewRef(key);
-                e.interned = Py_NewRef(interned);
-                used_ = true;
-                return interned;
-            }
-        }
-        PyObject* interned = Py_NewRef(key); // table crowded: intern without remembering
-        PyUnicode_InternInPlace(&interned);
-        return interned;
-    }
-    void clear() noexcept {
-        if (!used_) return;
-        used_ = false;
-        for (Entry& e : slots_) {
-            if (!e.original) continue;
-            Py_CLEAR(e.original);
-            Py_CLEAR(e.interned);
-        }
-    }
-
-  private:
-    static constexpr std::size_t kSlots = 64;
-    static constexpr std::size_t kProbes = 4;
-    struct Entry {
-        PyObject* original = nullptr;
-        PyObject* interned = nullptr;
-    };
-    Entry slots_[kSlots];
-    bool used_ = false;
-};
 
 class PyOps {
   public:
@@ -164,14 +111,13 @@ class PyOps {
     PICKLEX_DECODE_INLINE static PyObject* make_str_utf8(const char* p, std::size_t n) {
         // Most pickled strings are ASCII: build them directly instead of running the
         // general UTF-8 decoder with its error-handler setup.
-        if (is_ascii(p, n)) {
-            if (n <= 1) return n ? PyUnicode_FromOrdinal(static_cast<unsigned char>(*p))
-                                 : PyUnicode_New(0, 0);
-            PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
-            if (str) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
-            return str;
-        }
-        return PyUnicode_DecodeUTF8(p, static_cast<Py_ssize_t>(n), "surrogatepass");
+        const std::size_t ascii = detail::ascii_prefix(p, n);
+        if (ascii != n) [[unlikely]]
+            return make_str_utf8_wide(p, n, ascii);
+        if (n <= 1) return n ? PyUnicode_FromOrdinal(static_cast<unsigned char>(*p)) : PyUnicode_New(0, 0);
+        PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+        if (str) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
+        return str;
     }
     static PyObject* make_str_raw_unicode_escape(const char* p, std::size_t n) {
         return PyUnicode_DecodeRawUnicodeEscape(p, static_cast<Py_ssize_t>(n), nullptr);
@@ -255,17 +201,8 @@ class PyOps {
     PyObject* make_large_bytes(const char* p, std::size_t n);
     static PyObject* make_large_bytearray(const char* p, std::size_t n);
 
-    PICKLEX_DECODE_INLINE static bool is_ascii(const char* p, std::size_t n) noexcept {
-        std::uint64_t bits = 0;
-        std::size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            std::uint64_t word;
-            std::memcpy(&word, p + i, 8);
-            bits |= word;
-        }
-        for (; i < n; ++i) bits |= static_cast<unsigned char>(p[i]);
-        return (bits & 0x8080808080808080u) == 0;
-    }
+    /// make_str_utf8() past an ASCII prefix of `ascii` bytes.
+    static PyObject* make_str_utf8_wide(const char* p, std::size_t n, std::size_t ascii);
     static void release_all(PyObject** items, std::size_t n) noexcept {
         for (std::size_t i = 0; i < n; ++i) Py_DECREF(items[i]);
     }
@@ -297,6 +234,10 @@ class PyOps {
         return true;
     }
     static bool list_extend_generic(PyObject* list, PyObject** items, std::size_t n);
+    /// BUILD: may instances of `type` take the default state through the attribute store?
+    bool is_plain_state_type(PyTypeObject* type);
+    /// BUILD: the default __setstate__'s dict part for an instance of a plain class.
+    bool store_plain_state(PyObject* inst, PyObject* dict_state);
     PyObject* call_find_class(PyObject* module, PyObject* name);
     /// Raise `type(detail)` with the opcode context added by the front (see own_error_type).
     PyObject* own_error(PyObject* type, std::string detail) {
@@ -308,6 +249,7 @@ class PyOps {
     LoadSettings settings_;
     GcPause gc_;
     InternCache interned_;
+    StateTypeCache state_types_;
     int protocol_ = 0;
     PyObject* own_type_ = nullptr;
     std::string own_detail_;
