@@ -9,17 +9,30 @@
 // The width is exact, as CPython's compact strings require: a valid sequence's lead byte
 // tells its range (C2-C3: U+0080-U+00FF, C4-DF: up to U+07FF, E0-EF: U+0800-U+FFFF, F0-F4:
 // U+10000 and up), so the widest lead byte seen decides between 1, 2 and 4 bytes per unit.
+//
+// Real text mixes ASCII with other characters at random, so a loop that branches on the kind
+// of each byte or code point mispredicts all the time. Both passes therefore work on blocks
+// without data-dependent branches inside a block: the scan checks 16 bytes at once (SSE2) for
+// the structural rules, and the decoder computes every code point with the same arithmetic
+// whatever its length, stepping over continuation bytes by a bit mask. The portable paths
+// (no SSE2) follow the same plan a byte at a time; both are always compiled so tests cover both.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace picklex::detail {
 
 struct Utf8Scan {
-    bool valid = false;      // well-formed UTF-8 (surrogates allowed); else nothing else is set
-    std::size_t length = 0;  // code points
+    bool valid = false;         // well-formed UTF-8 (surrogates allowed); else nothing else is set
+    std::size_t length = 0;     // code points
     std::uint32_t max_char = 0; // 0x7F (all ASCII), 0xFF, 0xFFFF or 0x10FFFF: the width needed
 };
 
@@ -31,82 +44,342 @@ inline std::size_t ascii_prefix(const char* p, std::size_t n) noexcept {
         std::memcpy(&word, p + i, 8);
         if (word & 0x8080808080808080u) break;
     }
-    while (i < n && static_cast<unsigned char>(p[i]) < 0x80) ++i;
+    while (i < n && static_cast<unsigned char>(p[i]) < 0x80)
+        ++i;
     return i;
 }
+
+namespace utf8 {
+
+inline std::uint32_t max_char_for(unsigned widest) noexcept {
+    return widest < 0x80 ? 0x7F : widest < 0xC4 ? 0xFF : widest < 0xF0 ? 0xFFFF : 0x10FFFF;
+}
+
+// ---- scan ----
+
+/// What a byte means as the previous byte of a sequence: how many continuation bytes it
+/// opens, the range the next byte must fall in (E0, F0 and F4 narrow it to exclude overlong
+/// forms and code points past U+10FFFF), and whether it may appear at all.
+struct ByteRule {
+    std::uint8_t opens = 0;
+    std::uint8_t next_lo = 0x00;
+    std::uint8_t next_hi = 0xFF;
+    std::uint8_t bad = 0;
+};
+
+consteval std::array<ByteRule, 256> make_byte_rules() {
+    std::array<ByteRule, 256> rules{};
+    for (unsigned c = 0xC0; c < 0x100; ++c) {
+        ByteRule& r = rules[c];
+        r.opens = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+        r.next_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        r.next_hi = c == 0xF4 ? 0x8F : 0xBF;
+        r.bad = c < 0xC2 || c > 0xF4;
+    }
+    return rules;
+}
+inline constexpr std::array<ByteRule, 256> kByteRules = make_byte_rules();
+
+/// Portable scan of [p + i, p + n); [p, p + i) is ASCII.
+inline Utf8Scan scan_portable(const unsigned char* p, std::size_t n, std::size_t i) noexcept {
+    unsigned need = 0;  // continuation bytes still expected
+    unsigned error = 0; // any rule broken
+    unsigned prev = 0;  // previous byte (ASCII before the start)
+    unsigned widest = 0;
+    std::size_t continuation = 0;
+    while (i < n) {
+        if (need == 0 && i + 8 <= n) {
+            std::uint64_t word;
+            std::memcpy(&word, p + i, 8);
+            if (!(word & 0x8080808080808080u)) {
+                i += 8;
+                prev = 0;
+                continue;
+            }
+        }
+        const unsigned c = p[i++];
+        const ByteRule& after = kByteRules[prev];
+        const unsigned is_cont = (c & 0xC0) == 0x80;
+        error |=
+            (is_cont ^ (need != 0)) | (c < after.next_lo) | (c > after.next_hi) | kByteRules[c].bad;
+        need = is_cont ? need - 1 : kByteRules[c].opens;
+        continuation += is_cont;
+        widest = c > widest ? c : widest;
+        prev = c;
+    }
+    Utf8Scan scan;
+    if (error | need) return scan;
+    scan.valid = true;
+    scan.length = n - continuation;
+    scan.max_char = max_char_for(widest);
+    return scan;
+}
+
+#if defined(__SSE2__)
+/// SSE2 scan. Per 16 bytes: a byte must be a continuation exactly when one of the three
+/// bytes before it opened a sequence still covering it (prev1 >= C0, prev2 >= E0, prev3 >= F0);
+/// C0/C1 are never valid; E0/F0/F4 bound the byte after them. F5-FF show up in the maximum.
+struct ScanSse2 {
+    __m128i prev = _mm_setzero_si128();
+    __m128i error = _mm_setzero_si128();
+    __m128i widest = _mm_setzero_si128();
+    __m128i continuation = _mm_setzero_si128(); // two 64-bit counts
+
+    void block(__m128i cur) noexcept {
+        const __m128i prev1 = _mm_or_si128(_mm_slli_si128(cur, 1), _mm_srli_si128(prev, 15));
+        const __m128i prev2 = _mm_or_si128(_mm_slli_si128(cur, 2), _mm_srli_si128(prev, 14));
+        const __m128i prev3 = _mm_or_si128(_mm_slli_si128(cur, 3), _mm_srli_si128(prev, 13));
+        const __m128i opened =
+            _mm_or_si128(_mm_or_si128(_mm_subs_epu8(prev1, _mm_set1_epi8(char(0xBF))),
+                                      _mm_subs_epu8(prev2, _mm_set1_epi8(char(0xDF)))),
+                         _mm_subs_epu8(prev3, _mm_set1_epi8(char(0xEF))));
+        const __m128i free_byte = _mm_cmpeq_epi8(opened, _mm_setzero_si128());
+        // Signed compare: 80-BF are the bytes below C0 among the negative ones.
+        const __m128i is_cont = _mm_cmplt_epi8(cur, _mm_set1_epi8(char(0xC0)));
+        __m128i e = _mm_cmpeq_epi8(is_cont, free_byte);
+        e = _mm_or_si128(e, _mm_cmpeq_epi8(_mm_and_si128(cur, _mm_set1_epi8(char(0xFE))),
+                                           _mm_set1_epi8(char(0xC0))));
+        e = _mm_or_si128(e, _mm_and_si128(_mm_cmpeq_epi8(prev1, _mm_set1_epi8(char(0xE0))),
+                                          _mm_cmplt_epi8(cur, _mm_set1_epi8(char(0xA0)))));
+        e = _mm_or_si128(e, _mm_and_si128(_mm_cmpeq_epi8(prev1, _mm_set1_epi8(char(0xF0))),
+                                          _mm_cmplt_epi8(cur, _mm_set1_epi8(char(0x90)))));
+        e = _mm_or_si128(e, _mm_and_si128(_mm_cmpeq_epi8(prev1, _mm_set1_epi8(char(0xF4))),
+                                          _mm_cmpgt_epi8(cur, _mm_set1_epi8(char(0x8F)))));
+        error = _mm_or_si128(error, e);
+        widest = _mm_max_epu8(widest, cur);
+        continuation =
+            _mm_add_epi64(continuation, _mm_sad_epu8(_mm_and_si128(is_cont, _mm_set1_epi8(1)),
+                                                     _mm_setzero_si128()));
+        prev = cur;
+    }
+};
+
+inline Utf8Scan scan_sse2(const unsigned char* p, std::size_t n, std::size_t i) noexcept {
+    ScanSse2 s;
+    int prev_mask = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        const int mask = _mm_movemask_epi8(cur);
+        // ASCII after bytes that leave no sequence open: nothing to check or count.
+        const bool skip = (mask | (prev_mask & 0xE000)) == 0;
+        prev_mask = mask;
+        if (skip) {
+            s.prev = cur;
+            continue;
+        }
+        s.block(cur);
+    }
+    alignas(16) unsigned char tail[16] = {};
+    if (i < n) std::memcpy(tail, p + i, n - i);
+    s.block(_mm_load_si128(reinterpret_cast<const __m128i*>(tail)));
+    s.block(_mm_setzero_si128()); // a sequence left open at the end expects continuations here
+
+    __m128i w = s.widest;
+    w = _mm_max_epu8(w, _mm_srli_si128(w, 8));
+    w = _mm_max_epu8(w, _mm_srli_si128(w, 4));
+    w = _mm_max_epu8(w, _mm_srli_si128(w, 2));
+    w = _mm_max_epu8(w, _mm_srli_si128(w, 1));
+    const unsigned widest = static_cast<unsigned>(_mm_cvtsi128_si32(w)) & 0xFF;
+    Utf8Scan scan;
+    if (_mm_movemask_epi8(s.error) != 0 || widest > 0xF4) return scan;
+    alignas(16) std::uint64_t counts[2];
+    _mm_store_si128(reinterpret_cast<__m128i*>(counts), s.continuation);
+    scan.valid = true;
+    scan.length = n - static_cast<std::size_t>(counts[0] + counts[1]);
+    scan.max_char = max_char_for(widest);
+    return scan;
+}
+#endif
+
+// ---- decode ----
+
+/// The code point of the valid sequence at q, whatever its length, without branches: the
+/// lead byte's payload bits go to bits 18-20 of a 4-byte assembly, and a shift drops the
+/// bytes that belong to the following code points. Reads q[0..3].
+inline std::uint32_t code_point_at(const unsigned char* q) noexcept {
+    static constexpr std::uint8_t kLeadMask[16] = {0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F,
+                                                   0,    0,    0,    0,    0x1F, 0x1F, 0x0F, 0x07};
+    static constexpr std::uint8_t kShift[16] = {18, 18, 18, 18, 18, 18, 18, 18,
+                                                0,  0,  0,  0,  12, 12, 6,  0};
+    const std::uint32_t w = std::uint32_t{q[0]} | std::uint32_t{q[1]} << 8 |
+                            std::uint32_t{q[2]} << 16 | std::uint32_t{q[3]} << 24;
+    const std::uint32_t b0 = w & 0xFF;
+    const std::uint32_t cp = (b0 & kLeadMask[b0 >> 4]) << 18 | ((w << 4) & 0x3F000) |
+                             ((w >> 10) & 0xFC0) | ((w >> 24) & 0x3F);
+    return cp >> kShift[b0 >> 4];
+}
+
+/// Bit k set when q[k] starts a code point (is not a continuation byte), k < 64.
+inline std::uint64_t starts64_portable(const unsigned char* q) noexcept {
+    std::uint64_t starts = 0;
+    for (int k = 0; k < 64; ++k)
+        starts |= std::uint64_t{(q[k] & 0xC0) != 0x80} << k;
+    return starts;
+}
+
+inline std::uint64_t starts64(const unsigned char* q) noexcept {
+#if defined(__SSE2__)
+    std::uint64_t cont = 0;
+    for (int k = 0; k < 4; ++k) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * k));
+        const auto m =
+            static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8(char(0xC0)))));
+        cont |= std::uint64_t{m} << (16 * k);
+    }
+    return ~cont;
+#else
+    return starts64_portable(q);
+#endif
+}
+
+/// 2- and 4-byte units, 64 input bytes per block. `limit` masks the bytes that exist.
+/// Reads q[0..66].
+template <typename Unit>
+inline std::size_t decode_block64(const unsigned char* q, std::uint64_t limit, Unit* out,
+                                  std::size_t j) noexcept {
+    std::uint64_t starts = starts64(q) & limit;
+    while (starts) {
+        out[j++] = static_cast<Unit>(code_point_at(q + std::countr_zero(starts)));
+        starts &= starts - 1;
+    }
+    return j;
+}
+
+template <typename Unit>
+inline void decode_wide(const unsigned char* p, std::size_t n, Unit* out,
+                        std::size_t ascii) noexcept {
+    std::size_t i = 0;
+    for (; i < ascii; ++i)
+        out[i] = p[i];
+    std::size_t j = i;
+    for (; i + 67 <= n; i += 64) {
+        std::uint64_t any = 0;
+        for (int k = 0; k < 8; ++k) {
+            std::uint64_t word;
+            std::memcpy(&word, p + i + 8 * k, 8);
+            any |= word;
+        }
+        if (!(any & 0x8080808080808080u)) {
+            for (int k = 0; k < 64; ++k)
+                out[j + k] = p[i + k];
+            j += 64;
+            continue;
+        }
+        j = decode_block64(p + i, ~std::uint64_t{0}, out, j);
+    }
+    // The last (up to 66) bytes from a zero-padded copy, so the block may read past them.
+    alignas(16) unsigned char tail[144] = {};
+    const std::size_t rest = n - i;
+    if (rest) std::memcpy(tail, p + i, rest);
+    for (std::size_t k = 0; k < rest; k += 64) {
+        const std::size_t have = rest - k;
+        const std::uint64_t limit = have >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << have) - 1;
+        j = decode_block64(tail + k, limit, out, j);
+    }
+    out[j] = 0;
+}
+
+/// 1-byte units: every non-ASCII character is a C2/C3 pair. Each byte yields the unit it
+/// would be as a lead, stored at the current output position, which only advances past
+/// non-continuation bytes; so a continuation's (or, at the end, a masked byte's) store lands
+/// where the next unit or the terminator goes.
+inline void decode_latin1_portable(const unsigned char* p, std::size_t n, unsigned char* out,
+                                   std::size_t ascii) noexcept {
+    std::memcpy(out, p, ascii);
+    std::size_t j = ascii;
+    if (n > ascii) {
+        for (std::size_t i = ascii; i + 1 < n; ++i) {
+            const unsigned b = p[i], next = p[i + 1];
+            const unsigned lead = ((b & 3) << 6) | (next & 0x3F);
+            out[j] = static_cast<unsigned char>(b < 0x80 ? b : lead);
+            j += (b & 0xC0) != 0x80;
+        }
+        const unsigned last = p[n - 1]; // ASCII or the end of a pair
+        out[j] = static_cast<unsigned char>(last);
+        j += last < 0x80;
+    }
+    out[j] = 0;
+}
+
+#if defined(__SSE2__)
+inline std::size_t latin1_block16(const unsigned char* q, unsigned limit, unsigned char* out,
+                                  std::size_t j) noexcept {
+    const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 1));
+    // (b & 3) << 6 per byte: a 16-bit shift spills into the neighbour only bits the mask drops.
+    const __m128i lead =
+        _mm_or_si128(_mm_and_si128(_mm_slli_epi16(cur, 6), _mm_set1_epi8(char(0xC0))),
+                     _mm_and_si128(next, _mm_set1_epi8(0x3F)));
+    const __m128i high = _mm_cmplt_epi8(cur, _mm_setzero_si128());
+    const __m128i units = _mm_or_si128(_mm_andnot_si128(high, cur), _mm_and_si128(high, lead));
+    const unsigned keep =
+        ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(cur, _mm_set1_epi8(char(0xC0))))) &
+        limit;
+    alignas(16) unsigned char u[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(u), units);
+#if defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
+    for (int k = 0; k < 16; ++k) {
+        out[j] = u[k];
+        j += (keep >> k) & 1;
+    }
+    return j;
+}
+#endif
+
+#if defined(__SSE2__)
+inline void decode_latin1_sse2(const unsigned char* p, std::size_t n, unsigned char* out,
+                               std::size_t ascii) noexcept {
+    std::memcpy(out, p, ascii);
+    std::size_t i = ascii, j = ascii;
+    for (; i + 17 <= n; i += 16) {
+        const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        if (_mm_movemask_epi8(cur) == 0) {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), cur);
+            j += 16;
+            continue;
+        }
+        j = latin1_block16(p + i, 0xFFFF, out, j);
+    }
+    // The last (up to 16) bytes from a zero-padded copy, so the block may read past them.
+    alignas(16) unsigned char tail[32] = {};
+    const std::size_t rest = n - i;
+    if (rest) std::memcpy(tail, p + i, rest);
+    j = latin1_block16(tail, (1u << rest) - 1, out, j);
+    out[j] = 0;
+}
+#endif
+
+} // namespace utf8
 
 /// Validate [p, p + n) as UTF-8 with surrogates allowed, and measure it. The first
 /// `ascii` bytes are known to be ASCII already.
 inline Utf8Scan scan_utf8(const char* text, std::size_t n, std::size_t ascii = 0) noexcept {
-    Utf8Scan scan;
     const auto* p = reinterpret_cast<const unsigned char*>(text);
-    const unsigned char* const end = p + n;
-    std::size_t i = ascii + ascii_prefix(text + ascii, n - ascii);
-    std::size_t continuation = 0; // bytes that do not start a code point
-    unsigned char widest = 0;     // largest lead byte seen
-    while (i < n) {
-        const unsigned char c = p[i];
-        if (c < 0x80) {
-            const std::size_t run = ascii_prefix(text + i, n - i);
-            i += run;
-            continue;
-        }
-        if (c < 0xC2) return scan; // stray continuation byte or overlong 2-byte form
-        if (c > widest) widest = c;
-        auto cont = [&](std::size_t k) { return (p[i + k] & 0xC0) == 0x80; };
-        if (c < 0xE0) {
-            if (end - (p + i) < 2 || !cont(1)) return scan;
-            i += 2;
-            continuation += 1;
-        } else if (c < 0xF0) {
-            if (end - (p + i) < 3 || !cont(1) || !cont(2)) return scan;
-            if (c == 0xE0 && p[i + 1] < 0xA0) return scan; // overlong
-            i += 3;
-            continuation += 2;
-        } else {
-            if (c > 0xF4 || end - (p + i) < 4 || !cont(1) || !cont(2) || !cont(3)) return scan;
-            if (c == 0xF0 && p[i + 1] < 0x90) return scan; // overlong
-            if (c == 0xF4 && p[i + 1] > 0x8F) return scan; // beyond U+10FFFF
-            i += 4;
-            continuation += 3;
-        }
-    }
-    scan.valid = true;
-    scan.length = n - continuation;
-    scan.max_char = widest == 0 ? 0x7F : widest < 0xC4 ? 0xFF : widest < 0xF0 ? 0xFFFF : 0x10FFFF;
-    return scan;
+#if defined(__SSE2__)
+    return utf8::scan_sse2(p, n, ascii);
+#else
+    return utf8::scan_portable(p, n, ascii);
+#endif
 }
 
 /// Write the code units of [p, p + n), which scan_utf8() found valid and no wider than
-/// `Unit`, to `out` (scan.length units).
-template <typename Unit> inline void decode_utf8(const char* text, std::size_t n, Unit* out) noexcept {
+/// `Unit`, to `out`: scan.length units and a 0 after them, so `out` needs room for
+/// scan.length + 1 units (CPython allocates a string's terminator with it). The first
+/// `ascii` bytes are known to be ASCII.
+template <typename Unit>
+inline void decode_utf8(const char* text, std::size_t n, Unit* out,
+                        std::size_t ascii = 0) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(text);
-    const unsigned char* const end = p + n;
-    while (p < end) {
-        const std::uint32_t c = *p;
-        if (c < 0x80) {
-            if constexpr (sizeof(Unit) == 1) {
-                const std::size_t run = ascii_prefix(reinterpret_cast<const char*>(p),
-                                                     static_cast<std::size_t>(end - p));
-                std::memcpy(out, p, run);
-                out += run;
-                p += run;
-            } else {
-                *out++ = static_cast<Unit>(c);
-                ++p;
-            }
-        } else if (c < 0xE0) {
-            *out++ = static_cast<Unit>(((c & 0x1F) << 6) | (p[1] & 0x3F));
-            p += 2;
-        } else if (c < 0xF0) {
-            *out++ = static_cast<Unit>(((c & 0x0F) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3F));
-            p += 3;
-        } else {
-            *out++ = static_cast<Unit>(((c & 0x07) << 18) | ((p[1] & 0x3Fu) << 12) |
-                                       ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3F));
-            p += 4;
-        }
-    }
+    if constexpr (sizeof(Unit) == 1) {
+#if defined(__SSE2__)
+        utf8::decode_latin1_sse2(p, n, reinterpret_cast<unsigned char*>(out), ascii);
+#else
+        utf8::decode_latin1_portable(p, n, reinterpret_cast<unsigned char*>(out), ascii);
+#endif
+    } else
+        utf8::decode_wide(p, n, out, ascii);
 }
 
 } // namespace picklex::detail
