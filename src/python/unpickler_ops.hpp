@@ -22,6 +22,7 @@
 #include "refs.hpp"
 #include "unpickler_build.hpp"
 #include "unpickler_gc.hpp"
+#include "unpickler_int_cache.hpp"
 
 namespace picklex::py {
 
@@ -60,6 +61,7 @@ class PyOps {
         settings_ = std::move(settings);
         protocol_ = 0;
         own_type_ = nullptr;
+        ints_.rearm();
     }
     GcPause& gc() noexcept { return gc_; }
     /// Forget the borrowed pointers and cached strings of the last load.
@@ -100,7 +102,7 @@ class PyOps {
 
     static PyObject* make_none() noexcept { return Py_NewRef(Py_None); }
     static PyObject* make_bool(bool value) noexcept { return Py_NewRef(value ? Py_True : Py_False); }
-    PICKLEX_DECODE_INLINE static PyObject* make_int(std::int64_t value) noexcept { return PyLong_FromLongLong(value); }
+    PICKLEX_DECODE_INLINE PyObject* make_int(std::int64_t value) { return ints_.get(value); }
     PICKLEX_DECODE_INLINE static PyObject* make_float(double value) noexcept { return PyFloat_FromDouble(value); }
     PyObject* make_int_text(const char* text, Op op);
     static PyObject* make_long_bytes(const char* p, std::size_t n) {
@@ -250,6 +252,7 @@ class PyOps {
     GcPause gc_;
     InternCache interned_;
     StateTypeCache state_types_;
+    IntCache ints_;
     int protocol_ = 0;
     PyObject* own_type_ = nullptr;
     std::string own_detail_;
