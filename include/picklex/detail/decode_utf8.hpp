@@ -302,7 +302,24 @@ inline void decode_latin1_portable(const unsigned char* p, std::size_t n, unsign
 }
 
 #if defined(__SSE2__)
-inline std::size_t latin1_block16(const unsigned char* q, unsigned limit, unsigned char* out,
+/// One move stage of the in-register compaction: bytes whose shift has bit `B` move B places
+/// down, and leave their old place with no shift so its stale copy never moves again.
+template <int B> inline void compact_stage(__m128i& units, __m128i& shift) noexcept {
+    const __m128i bit = _mm_set1_epi8(B);
+    const __m128i leave = _mm_cmpeq_epi8(_mm_and_si128(shift, bit), bit);
+    const __m128i arrive = _mm_srli_si128(leave, B);
+    units = _mm_or_si128(_mm_and_si128(arrive, _mm_srli_si128(units, B)),
+                         _mm_andnot_si128(arrive, units));
+    shift = _mm_or_si128(_mm_and_si128(arrive, _mm_srli_si128(shift, B)),
+                         _mm_andnot_si128(arrive, _mm_andnot_si128(leave, shift)));
+}
+
+/// The units of 16 input bytes (q[16] is read too), packed to the front of 16 bytes at
+/// out + j; returns j plus their count. Each byte first becomes the unit it would be as a
+/// C2/C3 lead, then each non-continuation byte moves down by the number of continuation
+/// bytes before it, in four power-of-two stages: kept bytes keep their order and never land
+/// on each other (their shifts never decrease along the block), so no stage loses one.
+inline std::size_t latin1_block16(const unsigned char* q, unsigned char* out,
                                   std::size_t j) noexcept {
     const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
     const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 1));
@@ -311,43 +328,53 @@ inline std::size_t latin1_block16(const unsigned char* q, unsigned limit, unsign
         _mm_or_si128(_mm_and_si128(_mm_slli_epi16(cur, 6), _mm_set1_epi8(char(0xC0))),
                      _mm_and_si128(next, _mm_set1_epi8(0x3F)));
     const __m128i high = _mm_cmplt_epi8(cur, _mm_setzero_si128());
-    const __m128i units = _mm_or_si128(_mm_andnot_si128(high, cur), _mm_and_si128(high, lead));
-    const unsigned keep =
-        ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmplt_epi8(cur, _mm_set1_epi8(char(0xC0))))) &
-        limit;
-    alignas(16) unsigned char u[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(u), units);
-#if defined(__GNUC__)
-#pragma GCC unroll 16
-#endif
-    for (int k = 0; k < 16; ++k) {
-        out[j] = u[k];
-        j += (keep >> k) & 1;
-    }
-    return j;
+    __m128i units = _mm_or_si128(_mm_andnot_si128(high, cur), _mm_and_si128(high, lead));
+    const __m128i drop = _mm_cmplt_epi8(cur, _mm_set1_epi8(char(0xC0)));
+    __m128i before = _mm_and_si128(drop, _mm_set1_epi8(1)); // running count of dropped bytes
+    before = _mm_add_epi8(before, _mm_slli_si128(before, 1));
+    before = _mm_add_epi8(before, _mm_slli_si128(before, 2));
+    before = _mm_add_epi8(before, _mm_slli_si128(before, 4));
+    before = _mm_add_epi8(before, _mm_slli_si128(before, 8));
+    const auto dropped = static_cast<std::size_t>(_mm_extract_epi16(before, 7) >> 8);
+    __m128i shift = _mm_andnot_si128(drop, before);
+    compact_stage<1>(units, shift);
+    compact_stage<2>(units, shift);
+    compact_stage<4>(units, shift);
+    compact_stage<8>(units, shift);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), units);
+    return j + 16 - dropped;
 }
-#endif
 
-#if defined(__SSE2__)
 inline void decode_latin1_sse2(const unsigned char* p, std::size_t n, unsigned char* out,
                                std::size_t ascii) noexcept {
     std::memcpy(out, p, ascii);
     std::size_t i = ascii, j = ascii;
-    for (; i + 17 <= n; i += 16) {
+    // Each block stores 16 bytes; with 16 more input bytes after it, at least 16 units
+    // remain from j on (a unit takes at most 2 bytes), so the store stays inside the string.
+    for (; i + 32 <= n; i += 16) {
         const __m128i cur = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
         if (_mm_movemask_epi8(cur) == 0) {
             _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), cur);
             j += 16;
             continue;
         }
-        j = latin1_block16(p + i, 0xFFFF, out, j);
+        j = latin1_block16(p + i, out, j);
     }
-    // The last (up to 16) bytes from a zero-padded copy, so the block may read past them.
-    alignas(16) unsigned char tail[32] = {};
+    // The last (up to 31) bytes from a zero-padded copy into a scratch output; the padding
+    // comes out as one 0 unit per byte, at the end.
+    alignas(16) unsigned char tail[48] = {};
+    alignas(16) unsigned char units[48];
     const std::size_t rest = n - i;
     if (rest) std::memcpy(tail, p + i, rest);
-    j = latin1_block16(tail, (1u << rest) - 1, out, j);
-    out[j] = 0;
+    std::size_t count = latin1_block16(tail, units, 0);
+    std::size_t padding = 16 - rest;
+    if (rest > 16) {
+        count = latin1_block16(tail + 16, units, count);
+        padding += 16;
+    }
+    count -= padding;
+    std::memcpy(out + j, units, count);
+    out[j + count] = 0;
 }
 #endif
 
