@@ -14,6 +14,8 @@
 
 #include "python.hpp"
 
+#include "picklex/stack_machine.hpp"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -41,15 +43,19 @@ class IntCache {
     }
 
     /// A new reference to an int equal to `value`, or nullptr with an exception set.
-    PyObject* get(std::int64_t value) {
-        if (!enabled_) [[unlikely]]
-            return PyLong_FromLongLong(value);
+    PICKLEX_DECODE_INLINE PyObject* get(std::int64_t value) {
         IntCacheTable::Entry& e = g_int_cache_table.slots[static_cast<std::uint64_t>(value) &
                                                           (IntCacheTable::kSlots - 1)];
-        if (e.object && e.value == value) [[likely]] {
+        if (e.value == value && e.object && enabled_) [[likely]] {
             ++hits_;
             return Py_NewRef(e.object);
         }
+        return miss(e, value);
+    }
+
+  private:
+    PICKLEX_DECODE_COLD PyObject* miss(IntCacheTable::Entry& e, std::int64_t value) {
+        if (!enabled_) return PyLong_FromLongLong(value);
         if (++probes_ == kTrialProbes) {
             // Mostly distinct values: stop paying for the cache in this load.
             if (hits_ < kTrialProbes / 4) enabled_ = false;
@@ -65,7 +71,6 @@ class IntCache {
         return fresh;
     }
 
-  private:
     static constexpr std::uint32_t kTrialProbes = 256; // misses per verdict
     std::uint32_t probes_ = 0; // misses since the last verdict
     std::uint64_t hits_ = 0;   // hits since the last verdict
