@@ -210,8 +210,18 @@ class Writer {
 
   private:
     static constexpr std::size_t kNoFrame = static_cast<std::size_t>(-1);
+    /// A growth step up to this size is where the next pickle's first growth lands (a frame's
+    /// worth when streaming), but never the size of one huge pickle.
+    static constexpr std::size_t kMaxHint = 1 << 20;
+    /// A payload-sized buffer ends on a page boundary of its block, counting this much for
+    /// the allocator's and the owning object's headers, and keeps at least kPayloadTailRoom
+    /// bytes free after the payload.
+    static constexpr std::size_t kPageSize = 4096;
+    static constexpr std::size_t kBlockOverhead = 64;
+    static constexpr std::size_t kPayloadTailRoom = 256;
 
     bool grow(std::size_t extra);
+    bool grow_to(std::size_t capacity);
     bool end_frame_and_flush();
     /// The large-payload rule: payloads of kFrameSizeTarget or more end the frame and go
     /// unframed (straight to the sink when there is one), as CPython does.
@@ -243,7 +253,7 @@ class Writer {
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
     std::size_t frame_start_ = kNoFrame;
-    std::size_t capacity_hint_ = 0; // capacity to start from after release()
+    std::size_t capacity_hint_ = 0; // capacity the next growth from scratch jumps to
     int protocol_ = 0;
     bool bin_ = false;
     bool framing_ = false;

@@ -46,13 +46,33 @@ bool Writer::begin(int protocol, std::size_t initial_capacity) {
 }
 
 bool Writer::grow(std::size_t extra) {
-    // Same growth as CPython's pickler (x1.5 of what is needed): a large pickle never holds
-    // more than 1.5x its size, and the final shrink is a realloc in place.
     if (extra > (static_cast<std::size_t>(-1) / 2 - size_) / 2)
         return fail(Errc::out_of_memory, "pickle output too large");
-    std::size_t wanted = (size_ + extra) / 2 * 3;
-    if (wanted < size_ + extra) wanted = size_ + extra;
+    const std::size_t needed = size_ + extra;
+    if (extra >= wire::kFrameSizeTarget && extra > size_) {
+        // A payload larger than everything written so far (one big bytes, str or array):
+        // size the buffer for it once instead of by 1.5x. A block the size of the payload
+        // is one the allocator recycles from the frees of same-size objects, where a 1.5x
+        // block is typically mapped afresh and faults in every page it gets written to.
+        // The rest of the last page holds the opcodes that close the pickle.
+        const std::size_t wanted =
+            (needed + kPayloadTailRoom + kBlockOverhead + kPageSize - 1) / kPageSize * kPageSize -
+            kBlockOverhead;
+        return grow_to(wanted < capacity_hint_ ? capacity_hint_ : wanted);
+    }
+    // Otherwise the same growth as CPython's pickler (x1.5 of what is needed), from the
+    // same starting points: a large pickle reserves what the stdlib's does, and the final
+    // shrink is a realloc in place.
+    std::size_t wanted = needed / 2 * 3;
+    if (wanted < needed) wanted = needed;
     if (wanted < capacity_hint_) wanted = capacity_hint_;
+    // Only these steps become the next pickle's starting point: a payload-sized block is
+    // off that sequence, and would move every later pickle's steps off it too.
+    if (wanted <= kMaxHint && wanted > capacity_hint_) capacity_hint_ = wanted;
+    return grow_to(wanted);
+}
+
+bool Writer::grow_to(std::size_t wanted) {
     char* block = storage_.resize(storage_.context, data_, size_, wanted);
     if (!block) return fail(Errc::out_of_memory, "cannot grow the output buffer");
     data_ = block;
@@ -63,10 +83,6 @@ bool Writer::grow(std::size_t extra) {
 char* Writer::release(std::size_t* size) noexcept {
     char* block = data_;
     *size = size_;
-    // Start the next buffer at the size this one reached (a frame's worth when streaming),
-    // but never hold on to the size of one huge unframed pickle.
-    constexpr std::size_t kMaxHint = 1 << 20;
-    if (capacity_ > capacity_hint_) capacity_hint_ = capacity_ < kMaxHint ? capacity_ : kMaxHint;
     data_ = nullptr;
     size_ = capacity_ = 0;
     frame_start_ = kNoFrame;

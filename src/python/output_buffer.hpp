@@ -59,7 +59,14 @@ class OutputBuffer {
 
   private:
     static constexpr std::size_t kKeepScratch = 64 * 1024;
-    static constexpr std::size_t kHugePagesFrom = 4 << 20;
+    /// glibc's largest dynamic mmap threshold: a block this large is always a fresh mapping
+    /// of its own. Smaller ones are often recycled heap memory, whose pages are resident
+    /// already and where advice would only split the heap's mapping.
+    static constexpr std::size_t kHugePagesFrom = 32 << 20;
+    /// What a bytes object and glibc's chunk header add in front of (and the terminating NUL
+    /// after) the data: a capacity of whole pages minus this fills its mapping exactly.
+    static constexpr std::size_t kBlockOverhead = 64;
+    static constexpr std::size_t kPageSize = 4096;
 
     static char* resize(void* context, char* data, std::size_t used, std::size_t capacity) {
         auto* self = static_cast<OutputBuffer*>(context);
@@ -76,6 +83,11 @@ class OutputBuffer {
             }
             return self->scratch_;
         }
+        const bool huge = capacity >= kHugePagesFrom;
+        // A block that gets huge-page advice ends exactly where its mapping ends, so the
+        // advice covers the mapping whole (see advise_huge_pages_whole).
+        if (huge) capacity = (capacity + kBlockOverhead + kPageSize - 1) / kPageSize * kPageSize -
+                             kBlockOverhead;
         if (capacity > static_cast<std::size_t>(PY_SSIZE_T_MAX)) return nullptr;
         if (!self->bytes_) {
             self->bytes_ = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(capacity));
@@ -87,9 +99,9 @@ class OutputBuffer {
             PyErr_Clear(); // the Writer reports out_of_memory itself
             return nullptr;
         }
-        // A big pickle is written once into fresh memory: with 2 MiB pages its first touch
-        // costs a few dozen page faults instead of one per 4 KiB.
-        if (capacity >= kHugePagesFrom) advise_huge_pages(PyBytes_AS_STRING(self->bytes_), capacity);
+        // Fresh mapped memory is written once: with 2 MiB pages its first touch costs a few
+        // dozen page faults instead of one per 4 KiB, and untouched pages stay unmapped.
+        if (huge) advise_huge_pages_whole(PyBytes_AS_STRING(self->bytes_), capacity);
         return PyBytes_AS_STRING(self->bytes_);
     }
 
