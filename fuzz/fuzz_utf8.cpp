@@ -101,6 +101,19 @@ void check(const std::string& text) {
         check_decode<std::uint32_t>(cps,
                                     [&](std::uint32_t* out) { d::decode_utf8(p, n, out, skip); });
     }
+    if (n > d::kSmallText) return;
+    const d::SmallText small(p, n);
+    check_scan(d::scan_small(small, n), valid, cps, max_char);
+    if (!valid) return;
+    const std::size_t length = cps.size();
+    if (max_char <= 0xFF)
+        check_decode<unsigned char>(
+            cps, [&](unsigned char* out) { d::decode_small(small, n, length, out); });
+    if (max_char <= 0xFFFF)
+        check_decode<std::uint16_t>(
+            cps, [&](std::uint16_t* out) { d::decode_small(small, n, length, out); });
+    check_decode<std::uint32_t>(
+        cps, [&](std::uint32_t* out) { d::decode_small(small, n, length, out); });
 }
 
 } // namespace

@@ -121,6 +121,10 @@ void check(std::string_view bytes) {
         {"scan_portable", detail::utf8::scan_portable(u, n, 0)},
         {"scan_portable(ascii)", detail::utf8::scan_portable(u, n, ascii)},
     };
+    const bool small = n <= detail::kSmallText;
+    const std::optional<detail::SmallText> text =
+        small ? std::optional<detail::SmallText>(std::in_place, p, n) : std::nullopt;
+    if (small) scans.push_back({"scan_small", detail::scan_small(*text, n)});
 #if defined(__SSE2__)
     scans.push_back({"scan_sse2", detail::utf8::scan_sse2(u, n, 0)});
     scans.push_back({"scan_sse2(ascii)", detail::utf8::scan_sse2(u, n, ascii)});
@@ -152,6 +156,19 @@ void check(std::string_view bytes) {
             s, *want, [&](std::uint32_t* out) { detail::decode_utf8(p, n, out, skip); },
             "decode_utf8<4>");
     }
+    if (!small) return;
+    const std::size_t length = want->size();
+    if (max_char <= 0xFF)
+        expect_decodes<unsigned char>(
+            s, *want, [&](unsigned char* out) { detail::decode_small(*text, n, length, out); },
+            "decode_small<1>");
+    if (max_char <= 0xFFFF)
+        expect_decodes<std::uint16_t>(
+            s, *want, [&](std::uint16_t* out) { detail::decode_small(*text, n, length, out); },
+            "decode_small<2>");
+    expect_decodes<std::uint32_t>(
+        s, *want, [&](std::uint32_t* out) { detail::decode_small(*text, n, length, out); },
+        "decode_small<4>");
 }
 
 std::string bytes(std::initializer_list<unsigned> values) {

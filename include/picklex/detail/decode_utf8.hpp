@@ -38,15 +38,29 @@ struct Utf8Scan {
 
 /// Length of the ASCII prefix of [p, p + n).
 inline std::size_t ascii_prefix(const char* p, std::size_t n) noexcept {
+    constexpr std::uint64_t kHigh = 0x8080808080808080u;
+    // The first byte with its high bit set in a word, without a byte loop.
+    auto first_high = [](std::uint64_t bits) {
+        const int zeros = std::endian::native == std::endian::little ? std::countr_zero(bits)
+                                                                     : std::countl_zero(bits);
+        return static_cast<std::size_t>(zeros) / 8;
+    };
+    if (n < 8) {
+        std::size_t i = 0;
+        while (i < n && static_cast<unsigned char>(p[i]) < 0x80)
+            ++i;
+        return i;
+    }
+    std::uint64_t word;
     std::size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        std::uint64_t word;
         std::memcpy(&word, p + i, 8);
-        if (word & 0x8080808080808080u) break;
+        if (word & kHigh) return i + first_high(word & kHigh);
     }
-    while (i < n && static_cast<unsigned char>(p[i]) < 0x80)
-        ++i;
-    return i;
+    if (i == n) return n;
+    // The last 8 bytes overlap bytes already known to be ASCII.
+    std::memcpy(&word, p + n - 8, 8);
+    return word & kHigh ? n - 8 + first_high(word & kHigh) : n;
 }
 
 namespace utf8 {
@@ -152,6 +166,23 @@ struct ScanSse2 {
                                                      _mm_setzero_si128()));
         prev = cur;
     }
+
+    Utf8Scan finish(std::size_t n) const noexcept {
+        __m128i w = widest;
+        w = _mm_max_epu8(w, _mm_srli_si128(w, 8));
+        w = _mm_max_epu8(w, _mm_srli_si128(w, 4));
+        w = _mm_max_epu8(w, _mm_srli_si128(w, 2));
+        w = _mm_max_epu8(w, _mm_srli_si128(w, 1));
+        const unsigned top = static_cast<unsigned>(_mm_cvtsi128_si32(w)) & 0xFF;
+        Utf8Scan scan;
+        if (_mm_movemask_epi8(error) != 0 || top > 0xF4) return scan;
+        alignas(16) std::uint64_t counts[2];
+        _mm_store_si128(reinterpret_cast<__m128i*>(counts), continuation);
+        scan.valid = true;
+        scan.length = n - static_cast<std::size_t>(counts[0] + counts[1]);
+        scan.max_char = max_char_for(top);
+        return scan;
+    }
 };
 
 inline Utf8Scan scan_sse2(const unsigned char* p, std::size_t n, std::size_t i) noexcept {
@@ -173,21 +204,7 @@ inline Utf8Scan scan_sse2(const unsigned char* p, std::size_t n, std::size_t i) 
     if (i < n) std::memcpy(tail, p + i, n - i);
     s.block(_mm_load_si128(reinterpret_cast<const __m128i*>(tail)));
     s.block(_mm_setzero_si128()); // a sequence left open at the end expects continuations here
-
-    __m128i w = s.widest;
-    w = _mm_max_epu8(w, _mm_srli_si128(w, 8));
-    w = _mm_max_epu8(w, _mm_srli_si128(w, 4));
-    w = _mm_max_epu8(w, _mm_srli_si128(w, 2));
-    w = _mm_max_epu8(w, _mm_srli_si128(w, 1));
-    const unsigned widest = static_cast<unsigned>(_mm_cvtsi128_si32(w)) & 0xFF;
-    Utf8Scan scan;
-    if (_mm_movemask_epi8(s.error) != 0 || widest > 0xF4) return scan;
-    alignas(16) std::uint64_t counts[2];
-    _mm_store_si128(reinterpret_cast<__m128i*>(counts), s.continuation);
-    scan.valid = true;
-    scan.length = n - static_cast<std::size_t>(counts[0] + counts[1]);
-    scan.max_char = max_char_for(widest);
-    return scan;
+    return s.finish(n);
 }
 #endif
 
@@ -407,6 +424,54 @@ inline void decode_utf8(const char* text, std::size_t n, Unit* out,
 #endif
     } else
         utf8::decode_wide(p, n, out, ascii);
+}
+
+/// Strings of at most this many bytes take one copy into a zero-padded SmallText, which the
+/// scan and the decoder then read in whole blocks: short strings would otherwise spend more
+/// on copying their odd-sized tails (once per pass) than on the blocks themselves.
+inline constexpr std::size_t kSmallText = 64;
+
+struct SmallText {
+    // Blocks read up to 3 bytes past a 64-byte block (decode) or one 16-byte block past the
+    // end (scan); all of it zero, which reads as ASCII.
+    alignas(16) unsigned char bytes[kSmallText + 80] = {};
+
+    SmallText(const char* text, std::size_t n) noexcept { std::memcpy(bytes, text, n); }
+};
+
+/// scan_utf8() of the `n` bytes (n <= kSmallText) held in `text`.
+inline Utf8Scan scan_small(const SmallText& text, std::size_t n) noexcept {
+#if defined(__SSE2__)
+    utf8::ScanSse2 s;
+    // Up to and including the block after the last byte, where an open sequence shows.
+    for (std::size_t k = 0; k <= n; k += 16)
+        s.block(_mm_load_si128(reinterpret_cast<const __m128i*>(text.bytes + k)));
+    return s.finish(n);
+#else
+    return utf8::scan_portable(text.bytes, n, 0);
+#endif
+}
+
+/// decode_utf8() of the `n` bytes held in `text`, which scan_small() found valid, `length`
+/// code points long and no wider than `Unit`. Writes length + 1 units as decode_utf8 does.
+template <typename Unit>
+inline void decode_small(const SmallText& text, std::size_t n, std::size_t length,
+                         Unit* out) noexcept {
+    if constexpr (sizeof(Unit) == 1) {
+#if defined(__SSE2__)
+        alignas(16) unsigned char units[kSmallText + 16];
+        std::size_t count = 0;
+        for (std::size_t k = 0; k < n; k += 16)
+            count = utf8::latin1_block16(text.bytes + k, units, count);
+        std::memcpy(out, units, length);
+        out[length] = 0;
+#else
+        utf8::decode_latin1_portable(text.bytes, n, reinterpret_cast<unsigned char*>(out), 0);
+#endif
+    } else {
+        const std::uint64_t limit = n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
+        out[utf8::decode_block64(text.bytes, limit, out, 0)] = 0;
+    }
 }
 
 } // namespace picklex::detail
