@@ -211,19 +211,28 @@ inline Utf8Scan scan_sse2(const unsigned char* p, std::size_t n, std::size_t i) 
 // ---- decode ----
 
 /// The code point of the valid sequence at q, whatever its length, without branches: the
-/// lead byte's payload bits go to bits 18-20 of a 4-byte assembly, and a shift drops the
-/// bytes that belong to the following code points. Reads q[0..3].
-inline std::uint32_t code_point_at(const unsigned char* q) noexcept {
+/// lead byte's payload bits go above those of the longest sequence the unit width allows
+/// (3 bytes for 2-byte units, 4 for 4-byte ones), and a shift drops the bits of the bytes
+/// that belong to the following code points. Reads q[0..3].
+template <typename Unit> inline std::uint32_t code_point_at(const unsigned char* q) noexcept {
     static constexpr std::uint8_t kLeadMask[16] = {0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F,
                                                    0,    0,    0,    0,    0x1F, 0x1F, 0x0F, 0x07};
-    static constexpr std::uint8_t kShift[16] = {18, 18, 18, 18, 18, 18, 18, 18,
-                                                0,  0,  0,  0,  12, 12, 6,  0};
     const std::uint32_t w = std::uint32_t{q[0]} | std::uint32_t{q[1]} << 8 |
                             std::uint32_t{q[2]} << 16 | std::uint32_t{q[3]} << 24;
     const std::uint32_t b0 = w & 0xFF;
-    const std::uint32_t cp = (b0 & kLeadMask[b0 >> 4]) << 18 | ((w << 4) & 0x3F000) |
-                             ((w >> 10) & 0xFC0) | ((w >> 24) & 0x3F);
-    return cp >> kShift[b0 >> 4];
+    if constexpr (sizeof(Unit) == 2) {
+        static constexpr std::uint8_t kShift[16] = {12, 12, 12, 12, 12, 12, 12, 12,
+                                                    0,  0,  0,  0,  6,  6,  0,  0};
+        const std::uint32_t cp =
+            (b0 & kLeadMask[b0 >> 4]) << 12 | ((w >> 2) & 0xFC0) | ((w >> 16) & 0x3F);
+        return cp >> kShift[b0 >> 4];
+    } else {
+        static constexpr std::uint8_t kShift[16] = {18, 18, 18, 18, 18, 18, 18, 18,
+                                                    0,  0,  0,  0,  12, 12, 6,  0};
+        const std::uint32_t cp = (b0 & kLeadMask[b0 >> 4]) << 18 | ((w << 4) & 0x3F000) |
+                                 ((w >> 10) & 0xFC0) | ((w >> 24) & 0x3F);
+        return cp >> kShift[b0 >> 4];
+    }
 }
 
 /// Bit k set when q[k] starts a code point (is not a continuation byte), k < 64.
@@ -256,7 +265,7 @@ inline std::size_t decode_block64(const unsigned char* q, std::uint64_t limit, U
                                   std::size_t j) noexcept {
     std::uint64_t starts = starts64(q) & limit;
     while (starts) {
-        out[j++] = static_cast<Unit>(code_point_at(q + std::countr_zero(starts)));
+        out[j++] = static_cast<Unit>(code_point_at<Unit>(q + std::countr_zero(starts)));
         starts &= starts - 1;
     }
     return j;
@@ -302,7 +311,7 @@ inline void decode_wide(const unsigned char* p, std::size_t n, Unit* out,
 /// where the next unit or the terminator goes.
 inline void decode_latin1_portable(const unsigned char* p, std::size_t n, unsigned char* out,
                                    std::size_t ascii) noexcept {
-    std::memcpy(out, p, ascii);
+    if (ascii) std::memcpy(out, p, ascii); // p may be null when n is 0
     std::size_t j = ascii;
     if (n > ascii) {
         for (std::size_t i = ascii; i + 1 < n; ++i) {
@@ -364,7 +373,7 @@ inline std::size_t latin1_block16(const unsigned char* q, unsigned char* out,
 
 inline void decode_latin1_sse2(const unsigned char* p, std::size_t n, unsigned char* out,
                                std::size_t ascii) noexcept {
-    std::memcpy(out, p, ascii);
+    if (ascii) std::memcpy(out, p, ascii); // p may be null when n is 0
     std::size_t i = ascii, j = ascii;
     // Each block stores 16 bytes; with 16 more input bytes after it, at least 16 units
     // remain from j on (a unit takes at most 2 bytes), so the store stays inside the string.
@@ -436,7 +445,9 @@ struct SmallText {
     // end (scan); all of it zero, which reads as ASCII.
     alignas(16) unsigned char bytes[kSmallText + 80] = {};
 
-    SmallText(const char* text, std::size_t n) noexcept { std::memcpy(bytes, text, n); }
+    SmallText(const char* text, std::size_t n) noexcept {
+        if (n) std::memcpy(bytes, text, n); // text may be null when n is 0
+    }
 };
 
 /// scan_utf8() of the `n` bytes (n <= kSmallText) held in `text`.
