@@ -163,6 +163,7 @@ class PicklerCore {
     Ref fast_memo_;
     int fast_nesting_ = 0;
     bool busy_ = false; ///< inside dump(): a second, concurrent or nested, dump is refused
+    std::uintptr_t stack_floor_ = 0; ///< this dump's thread's StackGuard::floor()
 };
 
 } // namespace picklex::py

@@ -186,8 +186,8 @@ namespace {
 /// Py_EnterRecursiveCall paired with its leave on every path.
 class RecursionGuard {
   public:
-    RecursionGuard()
-        : entered_(!StackGuard::exhausted() &&
+    explicit RecursionGuard(std::uintptr_t stack_floor)
+        : entered_(!StackGuard::exhausted(stack_floor) &&
                    Py_EnterRecursiveCall(" while pickling an object") == 0) {}
     ~RecursionGuard() {
         if (entered_) Py_LeaveRecursiveCall();
@@ -220,7 +220,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
     if (type == &PyBytes_Type) return save_bytes(obj);
     if (type == &PyUnicode_Type) return save_unicode(obj);
 
-    RecursionGuard guard;
+    RecursionGuard guard(stack_floor_);
     if (!guard.entered()) return false;
 
     if (type == &PyDict_Type) return save_dict(obj);
@@ -304,6 +304,7 @@ bool PicklerCore::dump(PyObject* obj, PyObject* owner) {
         return false;
     }
     busy_ = true;
+    stack_floor_ = StackGuard::floor();
     const bool ok = dump_unguarded(obj, owner);
     busy_ = false;
     return ok;

@@ -19,12 +19,18 @@ namespace picklex::py {
 
 class StackGuard {
   public:
-    /// True (with RecursionError set) when the stack is nearly exhausted.
-    static bool exhausted() {
+    /// The lowest stack address this thread may reach before save() refuses to recurse.
+    /// Looked up once per dump: thread-local storage in a shared library costs a call.
+    static std::uintptr_t floor() {
         char probe;
-        const auto here = reinterpret_cast<std::uintptr_t>(&probe);
-        thread_local std::uintptr_t floor = compute_floor(here);
-        if (here > floor) return false;
+        thread_local std::uintptr_t floor = compute_floor(reinterpret_cast<std::uintptr_t>(&probe));
+        return floor;
+    }
+
+    /// True (with RecursionError set) when the stack has reached `floor`.
+    static bool exhausted(std::uintptr_t floor) {
+        char probe;
+        if (reinterpret_cast<std::uintptr_t>(&probe) > floor) return false;
         PyErr_SetString(PyExc_RecursionError,
                         "maximum recursion depth exceeded while pickling an object "
                         "(the thread's C stack is nearly full)");
