@@ -5,6 +5,7 @@
 // clear_memo, fast, bin.
 #include <new>
 
+#include "memo_proxy.hpp"
 #include "module_state.hpp"
 #include "pickler.hpp"
 #include "pickler_type.hpp"
@@ -18,14 +19,30 @@ struct PicklerObject {
     PicklerCore core;
 };
 
-struct PicklerMemoProxyObject {
-    PyObject_HEAD
-    PicklerObject* pickler;
-};
-
 PicklerCore& core_of(PyObject* self) { return reinterpret_cast<PicklerObject*>(self)->core; }
 
-extern PyTypeObject PicklerMemoProxyType;
+/// The memo as the stdlib's Pickler shows it: {id(obj): (index, obj)}.
+struct PicklerMemo {
+    static constexpr const char* kTypeName = "picklex.PicklerMemoProxy";
+    static bool clear(PyObject* pickler) {
+        core_of(pickler).clear_memo();
+        return true;
+    }
+    static PyObject* copy(PyObject* pickler) {
+        Ref result = Ref::steal(PyDict_New());
+        if (!result) return nullptr;
+        bool ok = true;
+        core_of(pickler).memo.for_each([&](const void* key, std::size_t index) {
+            if (!ok) return;
+            auto* obj = static_cast<PyObject*>(const_cast<void*>(key));
+            Ref id = Ref::steal(PyLong_FromVoidPtr(obj));
+            Ref value = Ref::steal(Py_BuildValue("nO", static_cast<Py_ssize_t>(index), obj));
+            ok = id && value && PyDict_SetItem(result.get(), id.get(), value.get()) == 0;
+        });
+        return ok ? result.release() : nullptr;
+    }
+};
+using PicklerMemoProxy = MemoProxy<PicklerMemo>;
 
 // ---- lifecycle ----
 
@@ -143,25 +160,19 @@ bool refuse_deletion(PyObject* value) {
     return true;
 }
 
-PyObject* Pickler_get_memo(PyObject* self, void*) {
-    auto* proxy = PyObject_GC_New(PicklerMemoProxyObject, &PicklerMemoProxyType);
-    if (!proxy) return nullptr;
-    proxy->pickler = reinterpret_cast<PicklerObject*>(Py_NewRef(self));
-    PyObject_GC_Track(proxy);
-    return reinterpret_cast<PyObject*>(proxy);
-}
+PyObject* Pickler_get_memo(PyObject* self, void*) { return PicklerMemoProxy::create(self); }
 
 int Pickler_set_memo(PyObject* self, PyObject* value, void*) {
     if (refuse_deletion(value)) return -1;
     PicklerCore& core = core_of(self);
     // Build the new table aside so a bad entry leaves the old memo untouched.
     PicklerCore fresh;
-    if (Py_IS_TYPE(value, &PicklerMemoProxyType)) {
-        PicklerCore& source = reinterpret_cast<PicklerMemoProxyObject*>(value)->pickler->core;
+    if (PicklerMemoProxy::is_proxy(value)) {
         bool ok = true;
-        source.memo.for_each([&](const void* key, std::size_t index) {
-            ok = ok && fresh.memo_set(static_cast<PyObject*>(const_cast<void*>(key)), index);
-        });
+        if (PyObject* other = PicklerMemoProxy::owner_of(value))
+            core_of(other).memo.for_each([&](const void* key, std::size_t index) {
+                ok = ok && fresh.memo_set(static_cast<PyObject*>(const_cast<void*>(key)), index);
+            });
         if (!ok) return -1;
     } else if (PyDict_Check(value)) {
         Py_ssize_t pos = 0;
@@ -260,72 +271,6 @@ const char Pickler_doc[] =
     "part of the pickle stream. Otherwise it is called with each PickleBuffer; a false "
     "return value makes that buffer out-of-band. It requires protocol 5 or higher.";
 
-// ---- memo proxy ----
-
-void MemoProxy_dealloc(PyObject* self) {
-    PyObject_GC_UnTrack(self);
-    Py_CLEAR(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
-    PyObject_GC_Del(self);
-}
-
-int MemoProxy_traverse(PyObject* self, visitproc visit, void* arg) {
-    Py_VISIT(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
-    return 0;
-}
-
-int MemoProxy_clear_refs(PyObject* self) {
-    Py_CLEAR(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler);
-    return 0;
-}
-
-PyObject* MemoProxy_clear(PyObject* self, PyObject*) {
-    core_of(reinterpret_cast<PyObject*>(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler))
-        .clear_memo();
-    Py_RETURN_NONE;
-}
-
-PyObject* MemoProxy_copy(PyObject* self, PyObject*) {
-    PicklerCore& core =
-        core_of(reinterpret_cast<PyObject*>(reinterpret_cast<PicklerMemoProxyObject*>(self)->pickler));
-    Ref result = Ref::steal(PyDict_New());
-    if (!result) return nullptr;
-    bool ok = true;
-    core.memo.for_each([&](const void* key, std::size_t index) {
-        if (!ok) return;
-        auto* obj = static_cast<PyObject*>(const_cast<void*>(key));
-        Ref id = Ref::steal(PyLong_FromVoidPtr(obj));
-        Ref value = Ref::steal(Py_BuildValue("nO", static_cast<Py_ssize_t>(index), obj));
-        ok = id && value && PyDict_SetItem(result.get(), id.get(), value.get()) == 0;
-    });
-    return ok ? result.release() : nullptr;
-}
-
-PyObject* MemoProxy_reduce(PyObject* self, PyObject*) {
-    Ref contents = Ref::steal(MemoProxy_copy(self, nullptr));
-    if (!contents) return nullptr;
-    return Py_BuildValue("O(O)", reinterpret_cast<PyObject*>(&PyDict_Type), contents.get());
-}
-
-PyMethodDef MemoProxy_methods[] = {
-    {"clear", MemoProxy_clear, METH_NOARGS, "Remove all items from memo."},
-    {"copy", MemoProxy_copy, METH_NOARGS, "Copy the memo to a new object."},
-    {"__reduce__", MemoProxy_reduce, METH_NOARGS, "Implement pickle support."},
-    {nullptr, nullptr, 0, nullptr},
-};
-
-PyTypeObject PicklerMemoProxyType = [] {
-    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
-    type.tp_name = "picklex.PicklerMemoProxy";
-    type.tp_basicsize = sizeof(PicklerMemoProxyObject);
-    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
-    type.tp_dealloc = MemoProxy_dealloc;
-    type.tp_traverse = MemoProxy_traverse;
-    type.tp_clear = MemoProxy_clear_refs;
-    type.tp_methods = MemoProxy_methods;
-    type.tp_hash = PyObject_HashNotImplemented;
-    return type;
-}();
-
 PyTypeObject PicklerType = [] {
     PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
     type.tp_name = "picklex.Pickler";
@@ -347,7 +292,7 @@ PyTypeObject PicklerType = [] {
 PyTypeObject* pickler_type() { return &PicklerType; }
 
 bool ready_pickler_types() {
-    return PyType_Ready(&PicklerType) == 0 && PyType_Ready(&PicklerMemoProxyType) == 0;
+    return PyType_Ready(&PicklerType) == 0 && PicklerMemoProxy::ready();
 }
 
 } // namespace picklex::py

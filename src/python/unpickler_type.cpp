@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "memo_proxy.hpp"
 #include "module_state.hpp"
 #include "unpickler_load.hpp"
 #include "unpickler_source.hpp"
@@ -44,15 +45,42 @@ struct UnpicklerObject {
     UnpicklerCore core;
 };
 
-struct MemoProxyObject {
-    PyObject_HEAD
-    PyObject* unpickler;
-};
-
 extern PyTypeObject UnpicklerType;
-extern PyTypeObject MemoProxyType;
 
 UnpicklerCore& core_of(PyObject* self) { return reinterpret_cast<UnpicklerObject*>(self)->core; }
+
+/// The memo as the stdlib's Unpickler shows it: {index: obj}.
+struct UnpicklerMemo {
+    static constexpr const char* kTypeName = "picklex.UnpicklerMemoProxy";
+    static bool clear(PyObject* unpickler) {
+        core_of(unpickler).machine.clear_memo();
+        return true;
+    }
+    static PyObject* copy(PyObject* unpickler) {
+        Ref copy = Ref::steal(PyDict_New());
+        if (!copy) return nullptr;
+        // Snapshot the entries first: creating the keys can run code that changes the memo.
+        std::vector<std::pair<std::uint64_t, PyObject*>> entries;
+        try {
+            core_of(unpickler).machine.memo().for_each([&](std::uint64_t index, PyObject* obj) {
+                entries.emplace_back(index, Py_NewRef(obj));
+            });
+        } catch (const std::bad_alloc&) {
+            for (auto& entry : entries) Py_DECREF(entry.second);
+            return PyErr_NoMemory();
+        }
+        bool ok = true;
+        for (auto& [index, obj] : entries) {
+            if (ok) {
+                Ref key = Ref::steal(PyLong_FromUnsignedLongLong(index));
+                ok = key && PyDict_SetItem(copy.get(), key.get(), obj) == 0;
+            }
+            Py_DECREF(obj);
+        }
+        return ok ? copy.release() : nullptr;
+    }
+};
+using UnpicklerMemoProxy = MemoProxy<UnpicklerMemo>;
 
 // The decoder reads persistent_load and clears peek through the Ref's own pointer, which a
 // standard-layout single-member class shares its address with.
@@ -240,9 +268,7 @@ PyMethodDef Unpickler_methods[] = {
 
 // ---- attributes ----
 
-PyObject* MemoProxy_new(PyObject* unpickler);
-
-PyObject* Unpickler_get_memo(PyObject* self, void*) { return MemoProxy_new(self); }
+PyObject* Unpickler_get_memo(PyObject* self, void*) { return UnpicklerMemoProxy::create(self); }
 
 int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
     if (!value) {
@@ -255,8 +281,8 @@ int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
         for (auto& entry : entries) Py_DECREF(entry.second);
     };
     try {
-        if (Py_IS_TYPE(value, &MemoProxyType)) {
-            if (PyObject* other = reinterpret_cast<MemoProxyObject*>(value)->unpickler)
+        if (UnpicklerMemoProxy::is_proxy(value)) {
+            if (PyObject* other = UnpicklerMemoProxy::owner_of(value))
                 core_of(other).machine.memo().for_each([&](std::uint64_t index, PyObject* obj) {
                     entries.emplace_back(index, Py_NewRef(obj));
                 });
@@ -358,100 +384,6 @@ const char Unpickler_doc[] =
     "respectively.  The *encoding* can be 'bytes' to read these 8-bit\n"
     "string instances as bytes objects.";
 
-// ---- memo proxy ----
-
-PyObject* MemoProxy_new(PyObject* unpickler) {
-    auto* proxy = PyObject_GC_New(MemoProxyObject, &MemoProxyType);
-    if (!proxy) return nullptr;
-    proxy->unpickler = Py_NewRef(unpickler);
-    PyObject_GC_Track(proxy);
-    return reinterpret_cast<PyObject*>(proxy);
-}
-
-void MemoProxy_dealloc(PyObject* self) {
-    PyObject_GC_UnTrack(self);
-    Py_CLEAR(reinterpret_cast<MemoProxyObject*>(self)->unpickler);
-    PyObject_GC_Del(self);
-}
-
-int MemoProxy_traverse(PyObject* self, visitproc visit, void* arg) {
-    Py_VISIT(reinterpret_cast<MemoProxyObject*>(self)->unpickler);
-    return 0;
-}
-
-int MemoProxy_clear_refs(PyObject* self) {
-    Py_CLEAR(reinterpret_cast<MemoProxyObject*>(self)->unpickler);
-    return 0;
-}
-
-PyMachine* proxy_machine(PyObject* self) {
-    PyObject* unpickler = reinterpret_cast<MemoProxyObject*>(self)->unpickler;
-    if (!unpickler) {
-        PyErr_SetString(PyExc_ValueError, "memo proxy is detached");
-        return nullptr;
-    }
-    return &core_of(unpickler).machine;
-}
-
-PyObject* MemoProxy_clear(PyObject* self, PyObject*) {
-    PyMachine* machine = proxy_machine(self);
-    if (!machine) return nullptr;
-    machine->clear_memo();
-    Py_RETURN_NONE;
-}
-
-PyObject* MemoProxy_copy(PyObject* self, PyObject*) {
-    PyMachine* machine = proxy_machine(self);
-    if (!machine) return nullptr;
-    Ref copy = Ref::steal(PyDict_New());
-    if (!copy) return nullptr;
-    // Snapshot the entries first: creating the keys can run code that changes the memo.
-    std::vector<std::pair<std::uint64_t, PyObject*>> entries;
-    try {
-        machine->memo().for_each([&](std::uint64_t index, PyObject* obj) {
-            entries.emplace_back(index, Py_NewRef(obj));
-        });
-    } catch (const std::bad_alloc&) {
-        for (auto& entry : entries) Py_DECREF(entry.second);
-        return PyErr_NoMemory();
-    }
-    bool ok = true;
-    for (auto& [index, obj] : entries) {
-        if (ok) {
-            Ref key = Ref::steal(PyLong_FromUnsignedLongLong(index));
-            ok = key && PyDict_SetItem(copy.get(), key.get(), obj) == 0;
-        }
-        Py_DECREF(obj);
-    }
-    return ok ? copy.release() : nullptr;
-}
-
-PyObject* MemoProxy_reduce(PyObject* self, PyObject*) {
-    Ref contents = Ref::steal(MemoProxy_copy(self, nullptr));
-    if (!contents) return nullptr;
-    return Py_BuildValue("O(O)", reinterpret_cast<PyObject*>(&PyDict_Type), contents.get());
-}
-
-PyMethodDef MemoProxy_methods[] = {
-    {"clear", MemoProxy_clear, METH_NOARGS, "Remove all items from memo."},
-    {"copy", MemoProxy_copy, METH_NOARGS, "Copy the memo to a new object."},
-    {"__reduce__", MemoProxy_reduce, METH_NOARGS, "Implement pickling support."},
-    {nullptr, nullptr, 0, nullptr},
-};
-
-PyTypeObject MemoProxyType = [] {
-    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
-    type.tp_name = "picklex.UnpicklerMemoProxy";
-    type.tp_basicsize = sizeof(MemoProxyObject);
-    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
-    type.tp_dealloc = MemoProxy_dealloc;
-    type.tp_traverse = MemoProxy_traverse;
-    type.tp_clear = MemoProxy_clear_refs;
-    type.tp_methods = MemoProxy_methods;
-    type.tp_hash = PyObject_HashNotImplemented;
-    return type;
-}();
-
 PyTypeObject UnpicklerType = [] {
     PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
     type.tp_name = "picklex.Unpickler";
@@ -473,7 +405,7 @@ PyTypeObject UnpicklerType = [] {
 PyTypeObject* unpickler_type() { return &UnpicklerType; }
 
 bool ready_unpickler_types() {
-    return PyType_Ready(&UnpicklerType) == 0 && PyType_Ready(&MemoProxyType) == 0;
+    return PyType_Ready(&UnpicklerType) == 0 && UnpicklerMemoProxy::ready();
 }
 
 } // namespace picklex::py
