@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "picklex/writer.hpp"
-#include "unpickler_memory.hpp"
+#include "fresh_memory.hpp"
 
 namespace picklex::py {
 

@@ -71,25 +71,6 @@ void Pickler_dealloc(PyObject* self) {
     type->tp_free(self);
 }
 
-/// Store a hook method without a reference cycle: a method bound to the pickler itself is
-/// kept as (function, borrowed self) and rebound on demand.
-int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*& func_self) {
-    Ref found;
-    const int status = lookup_attr(self, name, found);
-    func_self = nullptr;
-    if (status <= 0) {
-        func.reset();
-        return status;
-    }
-    if (PyMethod_Check(found.get()) && PyMethod_GET_SELF(found.get()) == self) {
-        func = Ref::borrow(PyMethod_GET_FUNCTION(found.get()));
-        func_self = self;
-    } else {
-        func = std::move(found);
-    }
-    return 0;
-}
-
 int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* keywords[] = {"file", "protocol", "fix_imports", "buffer_callback", nullptr};
     PyObject* file;

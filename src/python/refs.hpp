@@ -59,4 +59,24 @@ inline int lookup_attr(PyObject* obj, PyObject* name, Ref& out) {
     return found;
 }
 
+/// Look up a hook method of a Pickler or Unpickler (`self`) and keep it without a reference
+/// cycle: a method bound to `self` itself is kept as (function, borrowed self) and rebound on
+/// demand; anything else is kept as found. Returns -1 on error, 0 otherwise.
+inline int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*& func_self) {
+    Ref found;
+    const int status = lookup_attr(self, name, found);
+    func_self = nullptr;
+    if (status <= 0) {
+        func.reset();
+        return status;
+    }
+    if (PyMethod_Check(found.get()) && PyMethod_GET_SELF(found.get()) == self) {
+        func = Ref::borrow(PyMethod_GET_FUNCTION(found.get()));
+        func_self = self;
+    } else {
+        func = std::move(found);
+    }
+    return 0;
+}
+
 } // namespace picklex::py

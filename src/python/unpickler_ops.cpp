@@ -10,7 +10,7 @@
 
 
 #include "module_state.hpp"
-#include "unpickler_memory.hpp"
+#include "fresh_memory.hpp"
 
 namespace picklex::py {
 

@@ -2,7 +2,7 @@
 #include "unpickler_source.hpp"
 
 #include "module_state.hpp"
-#include "unpickler_memory.hpp"
+#include "fresh_memory.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// src/python/unpickler_memory.hpp: making large fresh buffers cheap to fill (unpickler and
+// src/python/fresh_memory.hpp: making large fresh buffers cheap to fill (unpickler and
 // pickler alike).
 #pragma once
 
