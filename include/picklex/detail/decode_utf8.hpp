@@ -13,9 +13,12 @@
 // Real text mixes ASCII with other characters at random, so a loop that branches on the kind
 // of each byte or code point mispredicts all the time. Both passes therefore work on blocks
 // without data-dependent branches inside a block: the scan checks 16 bytes at once (SSE2) for
-// the structural rules, and the decoder computes every code point with the same arithmetic
-// whatever its length, stepping over continuation bytes by a bit mask. The portable paths
-// (no SSE2) follow the same plan a byte at a time; both are always compiled so tests cover both.
+// the structural rules; the decoder turns every byte into the unit it would start and packs
+// the units together in registers (1-byte units), or computes every code point with the same
+// arithmetic whatever its length, stepping over continuation bytes by a bit mask (2 and 4
+// bytes). Strings of up to 64 bytes are copied once into a zero-padded buffer so that neither
+// pass handles a partial block. The portable paths (no SSE2) follow the same plan a byte at a
+// time; they are compiled everywhere, so the tests hold both against the same reference.
 #pragma once
 
 #include <array>
