@@ -22,7 +22,7 @@
 #include "refs.hpp"
 #include "unpickler_build.hpp"
 #include "unpickler_gc.hpp"
-#include "unpickler_int_cache.hpp"
+#include "unpickler_atom_cache.hpp"
 
 namespace picklex::py {
 
@@ -62,6 +62,7 @@ class PyOps {
         protocol_ = 0;
         own_type_ = nullptr;
         ints_.rearm();
+        strs_.rearm();
     }
     GcPause& gc() noexcept { return gc_; }
     /// Forget the borrowed pointers and cached strings of the last load.
@@ -110,13 +111,14 @@ class PyOps {
     }
     static PyObject* make_float_text(const char* text);
 
-    PICKLEX_DECODE_INLINE static PyObject* make_str_utf8(const char* p, std::size_t n) {
+    PICKLEX_DECODE_INLINE PyObject* make_str_utf8(const char* p, std::size_t n) {
         // Most pickled strings are ASCII: build them directly instead of running the
         // general UTF-8 decoder with its error-handler setup.
         const std::size_t ascii = detail::ascii_prefix(p, n);
         if (ascii != n) [[unlikely]]
             return make_str_utf8_wide(p, n, ascii);
         if (n <= 1) return n ? PyUnicode_FromOrdinal(static_cast<unsigned char>(*p)) : PyUnicode_New(0, 0);
+        if (n <= StrCacheTable::kMaxLength) return strs_.get(p, n);
         PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
         if (str) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
         return str;
@@ -253,6 +255,7 @@ class PyOps {
     InternCache interned_;
     StateTypeCache state_types_;
     IntCache ints_;
+    StrCache strs_;
     int protocol_ = 0;
     PyObject* own_type_ = nullptr;
     std::string own_detail_;

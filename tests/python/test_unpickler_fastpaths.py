@@ -1,8 +1,9 @@
 """The unpickler's shortcuts must never change a loaded value.
 
-picklex hands out one int object per value among recently loaded ints, and fills the state of
-plain class instances through the attribute store. Each test here tries to break one of those
-shortcuts and compares the loaded result with what the stdlib's unpickler builds.
+picklex hands out one object per value among recently loaded small ints and short ASCII
+strings, and fills the state of plain class instances through the attribute store. Each test
+here tries to break one of those shortcuts and compares the loaded result with what the
+stdlib's unpickler builds.
 """
 
 from __future__ import annotations
@@ -71,6 +72,36 @@ def test_loads_in_threads_agree():
     for t in threads:
         t.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_short_strings_of_every_length_and_near_miss(proto):
+    # Strings that differ in one byte at the start, middle or end, at every cached length
+    # and just past it; many of them share table slots.
+    words = []
+    for n in range(0, 30):
+        base = "".join(chr(97 + (i * 7) % 26) for i in range(n))
+        words.append(base)
+        for at in {0, n // 2, n - 1} if n else ():
+            words.append(base[:at] + "Z" + base[at + 1 :])
+    loaded = loads_like_stdlib([words, words[::-1], {w: i for i, w in enumerate(words)}], proto)
+    assert all(type(w) is str for w in loaded[0])
+
+
+def test_strings_keep_their_kind_and_hash():
+    keys = ["id", "kind", "caf\xe9", "\u4e2d\u6587", "x" * 24, "y" * 25, "ab\x00c"]
+    for _ in range(3):
+        loaded = loads_like_stdlib({k: k for k in keys}, 4)
+        for key, value in loaded.items():
+            assert hash(key) == hash(value) == hash(str(key))
+
+
+def test_distinct_strings_after_repeated_ones():
+    rng = random.Random(3)
+    repeated = [rng.choice(["AAA", "BBB", "tick", "venue", "X1"]) for _ in range(3000)]
+    distinct = [f"key:{i:06d}" for i in range(20_000)]
+    for proto in (2, 4, 5):
+        loads_like_stdlib([repeated, distinct, repeated], proto)
 
 
 class WithProperty:
