@@ -8,6 +8,12 @@
 // immutable and CPython makes no promise about the identity of equal values, so handing out
 // one object per value is safe; the loaded result is smaller, and a cached str keeps its hash.
 //
+// The pickler memoizes strs (a str met twice is written once and referenced after), so a
+// load must not share one str object between two places its pickle kept apart: dumping the
+// result again would write different bytes than the stdlib's round trip does. A cached str
+// is therefore handed out at most once per load; sharing across separate loads (the keys of
+// many small messages) is where the gain is. Ints are never memoized and share freely.
+//
 // The tables are direct-mapped and shared by every load in the process (all under the GIL;
 // they keep a few dozen KiB of objects alive). They are process-wide rather than part of a
 // load's machine because a spare machine is kept per thread and freed at thread exit without
@@ -108,23 +114,29 @@ struct StrCacheTable {
     struct Entry {
         std::size_t length = 0;
         PyObject* object = nullptr; // an exact, compact ASCII str of `length` characters
+        std::uint64_t load = 0;     // the last load that handed it out
     };
     Entry slots[kSlots];
+    std::uint64_t loads = 0; // loads started so far: each load's stamp
 };
 inline StrCacheTable g_str_cache_table;
 
 /// One load's use of the shared str table.
 class StrCache {
   public:
-    void rearm() noexcept { trial_.rearm(); }
+    void rearm() noexcept {
+        trial_.rearm();
+        load_ = ++g_str_cache_table.loads;
+    }
 
     /// A new reference to the str of the `n` ASCII bytes at `p` (2 <= n <= kMaxLength), or
     /// nullptr with an exception set.
     PICKLEX_DECODE_INLINE PyObject* get(const char* p, std::size_t n) {
         StrCacheTable::Entry& e = g_str_cache_table.slots[slot_of(p, n)];
-        if (e.length == n && e.object && trial_.enabled() &&
+        if (e.length == n && e.load != load_ && e.object && trial_.enabled() &&
             std::memcmp(PyUnicode_1BYTE_DATA(e.object), p, n) == 0) [[likely]] {
             trial_.hit();
+            e.load = load_;
             return Py_NewRef(e.object);
         }
         return miss(e, p, n);
@@ -161,10 +173,12 @@ class StrCache {
         trial_.miss();
         replace_entry(e.object, fresh);
         e.length = n;
+        e.load = load_;
         return fresh;
     }
 
     CacheTrial trial_;
+    std::uint64_t load_ = 0;
 };
 
 } // namespace picklex::py

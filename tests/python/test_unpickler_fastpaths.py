@@ -104,6 +104,19 @@ def test_distinct_strings_after_repeated_ones():
         loads_like_stdlib([repeated, distinct, repeated], proto)
 
 
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_round_trip_keeps_the_sharing_of_the_pickle(proto):
+    # Equal strings the pickle keeps apart stay apart, so dumping the result again writes
+    # what the stdlib's round trip writes.
+    rows = [{"id": i, "kind": "tick" + "", "venue": "".join(["X", "1"])} for i in range(50)]
+    data = pickle.dumps(rows, proto)
+    for _ in range(3):
+        assert pickle.dumps(picklex.loads(data), proto) == pickle.dumps(pickle.loads(data), proto)
+    message = pickle.dumps({"kind": "tick", "venue": "X1"}, proto)
+    first, second = picklex.loads(message), picklex.loads(message)
+    assert first == second
+
+
 class WithProperty:
     """State names a data descriptor: the default __setstate__ bypasses its setter."""
 
