@@ -5,7 +5,8 @@
 
 OUT_DIR/<harness>/ gets seeds for each harness in fuzz/ (fuzz_reader: real pickles of varied
 objects at every protocol, optimized variants and hand-written legacy forms; fuzz_float_repr:
-interesting doubles), OUT_DIR/pickle.dict the opcode bytes and common argument shapes.
+interesting doubles; fuzz_utf8: text of every width, with surrogates and broken sequences),
+OUT_DIR/pickle.dict the opcode bytes and common argument shapes.
 Everything is generated on the fly by the running interpreter; nothing here is committed
 (regression inputs that once crashed a harness live in fuzz/regressions/<harness>/).
 """
@@ -283,6 +284,37 @@ def doubles() -> list[bytes]:
     return [struct.pack("<d", v) for v in values]
 
 
+def utf8_texts() -> list[bytes]:
+    """Text of each string width at block-sized lengths, lone surrogates and broken forms."""
+    samples = [
+        "",
+        "a",
+        "ascii only " * 3,
+        "caf\xe9 cr\xe8me",
+        "\xff" * 17,
+        "\u0100",
+        "\u4e2d\u6587 text",
+        "\uffff",
+        "\U0001f600 emoji",
+        "\U0010ffff" * 5,
+        "\ud800",
+        "a\udfffb",
+        "mixed \xe9\u0430\U0001d400 " * 4,
+    ]
+    seeds = [text.encode("utf-8", "surrogatepass") for text in samples]
+    seeds += [
+        b"\xc0\x80",
+        b"\xe0\x80\x80",
+        b"\xf0\x80\x80\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xf5",
+        b"\x80",
+        b"ab\xe4\xb8",
+        b"x" * 15 + b"\xc3",
+    ]
+    return seeds
+
+
 def dictionary() -> str:
     """libFuzzer dictionary: every opcode byte and some argument shapes."""
     lines = []
@@ -320,6 +352,7 @@ def main() -> int:
     seeds = pickles()
     n = write_dir(out / "fuzz_reader", seeds)
     write_dir(out / "fuzz_float_repr", doubles())
+    write_dir(out / "fuzz_utf8", utf8_texts())
     write_dir(out / "fuzz_writer", [bytes([p]) + bytes(range(40)) for p in range(6)])
     (out / "pickle.dict").write_text(dictionary(), encoding="ascii")
     print(f"wrote {n} pickle seeds and a dictionary to {out}")
