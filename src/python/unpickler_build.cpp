@@ -144,8 +144,12 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
         GcPause::Resume user_code(gc_); // descriptors may run code
         Py_ssize_t pos = 0;
         PyObject *key, *value;
-        while (PyDict_Next(slot_state, &pos, &key, &value))
-            if (PyObject_SetAttr(inst, key, value) < 0) return false;
+        while (PyDict_Next(slot_state, &pos, &key, &value)) {
+            // setattr interns the name anyway; the cached twin spares it the interpreter's
+            // table and lets the type's attribute cache (interned names only) answer.
+            Ref name = Ref::steal(interned_.get(key));
+            if (PyObject_SetAttr(inst, name.get(), value) < 0) return false;
+        }
     }
     return true;
 }
