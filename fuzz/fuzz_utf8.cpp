@@ -4,54 +4,14 @@
 // possibly damaged in one byte.
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "picklex/detail/decode_utf8.hpp"
+#include "utf8_reference.hpp"
 
 namespace {
-
-/// The code points of bytes.decode("utf-8", "surrogatepass"); false where it raises.
-bool reference(const std::string& s, std::u32string& out) {
-    for (std::size_t i = 0; i < s.size();) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        const std::size_t more = b < 0x80   ? 0
-                                 : b < 0xC2 ? 9
-                                 : b < 0xE0 ? 1
-                                 : b < 0xF0 ? 2
-                                 : b < 0xF5 ? 3
-                                            : 9;
-        if (more == 9 || s.size() - i - 1 < more) return false;
-        char32_t cp = more == 0 ? b : b & (0x3F >> more);
-        for (std::size_t k = 1; k <= more; ++k) {
-            const auto c = static_cast<unsigned char>(s[i + k]);
-            if ((c & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (c & 0x3F);
-        }
-        static constexpr char32_t kSmallest[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < kSmallest[more] || cp > 0x10FFFF) return false;
-        out.push_back(cp);
-        i += 1 + more;
-    }
-    return true;
-}
-
-std::string encode(char32_t cp) {
-    std::string out;
-    if (cp < 0x80) return std::string(1, static_cast<char>(cp));
-    if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | cp >> 6);
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | cp >> 12);
-        out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | cp >> 18);
-        out += static_cast<char>(0x80 | (cp >> 12 & 0x3F));
-        out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-    }
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-    return out;
-}
 
 void check_scan(const picklex::detail::Utf8Scan& scan, bool valid, const std::u32string& cps,
                 std::uint32_t max_char) {
@@ -74,15 +34,10 @@ void check(const std::string& text) {
     const char* p = heap.data();
     const auto* u = reinterpret_cast<const unsigned char*>(p);
     const std::size_t n = heap.size();
-    std::u32string cps;
-    const bool valid = reference(text, cps);
-    char32_t top = 0;
-    for (char32_t c : cps)
-        top = c > top ? c : top;
-    const std::uint32_t max_char = top < 0x80      ? 0x7F
-                                   : top < 0x100   ? 0xFF
-                                   : top < 0x10000 ? 0xFFFF
-                                                   : 0x10FFFF;
+    const std::optional<std::u32string> decoded = picklex::testing::reference_decode(text);
+    const bool valid = decoded.has_value();
+    const std::u32string cps = valid ? *decoded : std::u32string();
+    const std::uint32_t max_char = picklex::testing::reference_max_char(cps);
     const std::size_t ascii = d::ascii_prefix(p, n);
 
     for (const std::size_t skip : {std::size_t{0}, ascii}) {
@@ -135,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (; i + 2 <= size; i += 2) {
         const auto& range = kRanges[data[i] & 7];
         const std::uint32_t pick = std::uint32_t{data[i]} >> 3 | std::uint32_t{data[i + 1]} << 5;
-        text += encode(range[0] + pick * 2654435761u % (range[1] - range[0] + 1));
+        text += picklex::testing::encode_utf8(range[0] + pick * 2654435761u % (range[1] - range[0] + 1));
     }
     if (mode == 3 && !text.empty() && i < size)
         text[data[size - 1] % text.size()] = static_cast<char>(data[i]);

@@ -9,73 +9,17 @@
 #include <vector>
 
 #include "picklex/detail/decode_utf8.hpp"
+#include "utf8_reference.hpp"
 
 namespace picklex {
 namespace {
 
 using detail::Utf8Scan;
 
-/// What bytes.decode("utf-8", "surrogatepass") gives, or nothing when it raises: each
-/// sequence decoded by its lead byte, then rejected if it is shorter than the input,
-/// overlong (below the smallest code point of its length) or beyond U+10FFFF.
-std::optional<std::u32string> reference(std::string_view s) {
-    std::u32string out;
-    for (std::size_t i = 0; i < s.size();) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        std::size_t more;
-        char32_t cp, smallest;
-        if (b < 0x80) {
-            more = 0, cp = b, smallest = 0;
-        } else if (b >= 0xC0 && b < 0xE0) {
-            more = 1, cp = b & 0x1F, smallest = 0x80;
-        } else if (b >= 0xE0 && b < 0xF0) {
-            more = 2, cp = b & 0x0F, smallest = 0x800;
-        } else if (b >= 0xF0 && b < 0xF8) {
-            more = 3, cp = b & 0x07, smallest = 0x10000;
-        } else {
-            return std::nullopt;
-        }
-        if (s.size() - i - 1 < more) return std::nullopt;
-        for (std::size_t k = 1; k <= more; ++k) {
-            const auto c = static_cast<unsigned char>(s[i + k]);
-            if ((c & 0xC0) != 0x80) return std::nullopt;
-            cp = cp << 6 | (c & 0x3F);
-        }
-        if (cp < smallest || cp > 0x10FFFF) return std::nullopt;
-        out.push_back(cp);
-        i += 1 + more;
-    }
-    return out;
-}
-
-std::uint32_t reference_max_char(const std::u32string& cps) {
-    char32_t top = 0;
-    for (char32_t c : cps)
-        top = c > top ? c : top;
-    return top < 0x80 ? 0x7F : top < 0x100 ? 0xFF : top < 0x10000 ? 0xFFFF : 0x10FFFF;
-}
-
-std::string encode(const std::u32string& cps) {
-    std::string out;
-    for (char32_t cp : cps) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | cp >> 6);
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | cp >> 12);
-            out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | cp >> 18);
-            out += static_cast<char>(0x80 | (cp >> 12 & 0x3F));
-            out += static_cast<char>(0x80 | (cp >> 6 & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-    }
-    return out;
-}
+using testing::reference_max_char;
+/// The reference's verdict on `s` (see utf8_reference.hpp).
+std::optional<std::u32string> reference(std::string_view s) { return testing::reference_decode(s); }
+std::string encode(const std::u32string& cps) { return testing::encode_utf8(cps); }
 
 std::string hex(std::string_view s) {
     std::string out;
