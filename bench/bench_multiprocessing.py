@@ -41,6 +41,10 @@ from typing import Any
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import fmt_time  # noqa: E402
+
 try:
     import picklex.mp
     import picklex.shm
@@ -219,14 +223,6 @@ def bench_small(sets: dict[bool, dict[bool, Channels]], messages: int, blocks: i
 # ------------------------------------------------------------------------------- report
 
 
-def fmt_time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:7.1f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:7.1f} ms"
-    return f"{seconds:7.3f} s "
-
-
 HEADER = (
     f"| {'workload':24} | {'channel':19} | {'stock':>10} | {'picklex.mp':>10} "
     f"| {'speedup':>7} |\n|{'-' * 26}|{'-' * 21}|{'-' * 12}|{'-' * 12}|{'-' * 9}|"
@@ -235,8 +231,8 @@ HEADER = (
 
 def print_row(row: Row) -> None:
     print(
-        f"| {row.workload:24} | {row.channel:19} | {fmt_time(row.stock_s):>10} "
-        f"| {fmt_time(row.picklex_s):>10} | {row.speedup:6.2f}x |",
+        f"| {row.workload:24} | {row.channel:19} | {fmt_time(row.stock_s * 1e9):>10} "
+        f"| {fmt_time(row.picklex_s * 1e9):>10} | {row.speedup:6.2f}x |",
         flush=True,
     )
 

@@ -44,6 +44,11 @@ from typing import Any
 
 import numpy as np
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.buffers import GiB, MiB  # noqa: E402
+from bench.report import fmt_time  # noqa: E402
+
 try:
     import picklex
 except ImportError as exc:  # pragma: no cover - needs a build on PYTHONPATH
@@ -55,8 +60,6 @@ except ImportError:
     joblib = None
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-GiB = 1 << 30
-MiB = 1 << 20
 
 
 @dataclass
@@ -380,14 +383,6 @@ def bench_memcpy(workloads: dict[str, Any], settings: Settings) -> list[Row]:
 # ------------------------------------------------------------------------------- report
 
 
-def fmt_time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:8.1f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:8.2f} ms"
-    return f"{seconds:8.3f} s "
-
-
 def print_table(rows: list[Row], title: str, reference: Callable[[Row], Row | None]) -> None:
     print(f"\n## {title}\n")
     print(
@@ -400,8 +395,8 @@ def print_table(rows: list[Row], title: str, reference: Callable[[Row], Row | No
         ratio = f"{ref.seconds / row.seconds:6.2f}" if ref is not None else "      "
         best = min(row.samples) if row.samples else row.seconds
         print(
-            f"| {row.workload:8} | {row.case:53} | {fmt_time(row.seconds):>11} | "
-            f"{fmt_time(best):>11} | {row.gb_per_s:6.2f} | {ratio} | {row.note} |"
+            f"| {row.workload:8} | {row.case:53} | {fmt_time(row.seconds * 1e9):>11} | "
+            f"{fmt_time(best * 1e9):>11} | {row.gb_per_s:6.2f} | {ratio} | {row.note} |"
         )
 
 
