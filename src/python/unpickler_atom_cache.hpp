@@ -107,6 +107,13 @@ class IntCache {
 
 // ---- short ASCII strings ----
 
+/// A new str of the `n` ASCII bytes at `p`, or nullptr with an exception set.
+inline PyObject* new_ascii_str(const char* p, std::size_t n) {
+    PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+    if (str) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
+    return str;
+}
+
 struct StrCacheTable {
     static constexpr std::size_t kSlots = 1024;
     /// Longer strings are rarely repeated keys, and comparing them costs more.
@@ -166,10 +173,8 @@ class StrCache {
     }
 
     PICKLEX_DECODE_COLD PyObject* miss(StrCacheTable::Entry& e, const char* p, std::size_t n) {
-        PyObject* fresh = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
-        if (!fresh) return nullptr;
-        std::memcpy(PyUnicode_1BYTE_DATA(fresh), p, n);
-        if (!trial_.enabled()) return fresh;
+        PyObject* fresh = new_ascii_str(p, n);
+        if (!fresh || !trial_.enabled()) return fresh;
         trial_.miss();
         replace_entry(e.object, fresh);
         e.length = n;

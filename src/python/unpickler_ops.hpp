@@ -118,10 +118,7 @@ class PyOps {
         if (ascii != n) [[unlikely]]
             return make_str_utf8_wide(p, n, ascii);
         if (n <= 1) return n ? PyUnicode_FromOrdinal(static_cast<unsigned char>(*p)) : PyUnicode_New(0, 0);
-        if (n <= StrCacheTable::kMaxLength) return strs_.get(p, n);
-        PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
-        if (str) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
-        return str;
+        return n <= StrCacheTable::kMaxLength ? strs_.get(p, n) : new_ascii_str(p, n);
     }
     static PyObject* make_str_raw_unicode_escape(const char* p, std::size_t n) {
         return PyUnicode_DecodeRawUnicodeEscape(p, static_cast<Py_ssize_t>(n), nullptr);
