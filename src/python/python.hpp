@@ -55,3 +55,10 @@ inline int _PyObject_LookupAttr(PyObject* obj, PyObject* name, PyObject** result
     return PyObject_GetOptionalAttr(obj, name, result);
 }
 #endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+// 3.13 moved the set walk the C pickler uses into the internal headers; the function is still
+// exported, so declare it rather than reimplement the table walk.
+extern "C" PyAPI_FUNC(int) _PySet_NextEntry(PyObject* set, Py_ssize_t* pos, PyObject** key,
+                                            Py_hash_t* hash);
+#endif
