@@ -134,6 +134,10 @@ class PicklerCore {
     // globals and reductions (pickler_reduce.cpp)
     bool save_global(PyObject* obj, PyObject* name);
     bool write_global(PyObject* obj, ResolvedGlobal& resolved);
+    /// GLOBAL with a module and a name line (protocol < 4), Python 2 names when fixing imports.
+    bool write_global_text(PyObject* module, PyObject* name);
+    /// A dotted name below protocol 4, as getattr reductions in this interpreter's form.
+    bool write_nested_global(const ResolvedGlobal& resolved);
     bool save_type(PyObject* obj);
     bool save_reduce(PyObject* args, PyObject* obj);
 

@@ -313,28 +313,57 @@ bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
 
     const bool top_level = g.parent.get() == g.module.get();
     Ref global_name = top_level ? Ref::borrow(g.lastname.get()) : Ref::borrow(g.global_name.get());
-    Ref module_name = Ref::borrow(g.module_name.get());
     if (proto >= 4) {
-        if (!save(module_name.get()) || !save(global_name.get())) return false;
+        if (!save(g.module_name.get()) || !save(global_name.get())) return false;
         if (!writer.write_op(Op::STACK_GLOBAL)) return writer_failed();
-    } else if (!top_level) {
-        // A nested name before protocol 4: getattr(parent, lastname).
-        Ref reduce_value = Ref::steal(
-            Py_BuildValue("(O(OO))", st.builtins_getattr, g.parent.get(), g.lastname.get()));
-        if (!reduce_value || !save_reduce(reduce_value.get(), nullptr)) return false;
-    } else {
-        if (proto < 3 && fix_imports && !fix_imports_3to2(module_name, global_name)) return false;
-        Ref module_line = Ref::steal(encode_global_line(module_name.get(), proto, "module"));
-        if (!module_line) return false;
-        Ref name_line = Ref::steal(encode_global_line(global_name.get(), proto, "global"));
-        if (!name_line) return false;
-        const std::string_view m(PyBytes_AS_STRING(module_line.get()),
-                                 static_cast<std::size_t>(PyBytes_GET_SIZE(module_line.get())));
-        const std::string_view n(PyBytes_AS_STRING(name_line.get()),
-                                 static_cast<std::size_t>(PyBytes_GET_SIZE(name_line.get())));
-        if (!writer.save_global_text(m, n)) return writer_failed();
+    } else if (top_level) {
+        if (!write_global_text(g.module_name.get(), global_name.get())) return false;
+    } else if (!write_nested_global(g)) {
+        return false;
     }
     return memo_put(obj);
+}
+
+bool PicklerCore::write_global_text(PyObject* module, PyObject* name) {
+    Ref module_name = Ref::borrow(module);
+    Ref global_name = Ref::borrow(name);
+    if (proto < 3 && fix_imports && !fix_imports_3to2(module_name, global_name)) return false;
+    Ref module_line = Ref::steal(encode_global_line(module_name.get(), proto, "module"));
+    if (!module_line) return false;
+    Ref name_line = Ref::steal(encode_global_line(global_name.get(), proto, "global"));
+    if (!name_line) return false;
+    const std::string_view m(PyBytes_AS_STRING(module_line.get()),
+                             static_cast<std::size_t>(PyBytes_GET_SIZE(module_line.get())));
+    const std::string_view n(PyBytes_AS_STRING(name_line.get()),
+                             static_cast<std::size_t>(PyBytes_GET_SIZE(name_line.get())));
+    return writer.save_global_text(m, n) || writer_failed();
+}
+
+bool PicklerCore::write_nested_global(const ResolvedGlobal& g) {
+    const ModuleState& st = state();
+#if PY_VERSION_HEX >= 0x030D0000
+    // 3.13 spells a.b.c as getattr(getattr(GLOBAL a, 'b'), 'c'): the outer name is written
+    // by name and not memoized, so a class whose qualname leads through itself still pickles.
+    Ref path = Ref::steal(dotted_path(g.global_name.get()));
+    if (!path) return false;
+    const Py_ssize_t parts = PyList_GET_SIZE(path.get());
+    for (Py_ssize_t i = 1; i < parts; ++i) {
+        if (!save(st.builtins_getattr)) return false;
+        if (proto < 2 && !writer.write_op(Op::MARK)) return writer_failed();
+    }
+    if (!write_global_text(g.module_name.get(), PyList_GET_ITEM(path.get(), 0))) return false;
+    for (Py_ssize_t i = 1; i < parts; ++i) {
+        if (!save(PyList_GET_ITEM(path.get(), i))) return false;
+        if (!writer.write_op(proto < 2 ? Op::TUPLE : Op::TUPLE2) || !writer.write_op(Op::REDUCE))
+            return writer_failed();
+    }
+    return true;
+#else
+    // Before 3.13: getattr(parent, lastname), the parent pickled (and memoized) as a global.
+    Ref reduce_value = Ref::steal(
+        Py_BuildValue("(O(OO))", st.builtins_getattr, g.parent.get(), g.lastname.get()));
+    return reduce_value && save_reduce(reduce_value.get(), nullptr);
+#endif
 }
 
 bool PicklerCore::save_type(PyObject* obj) {

@@ -71,6 +71,22 @@ void Pickler_dealloc(PyObject* self) {
     type->tp_free(self);
 }
 
+#if PICKLEX_HOOKS_ARE_METHODS
+PyObject* Pickler_persistent_id(PyObject*, PyObject*) { Py_RETURN_NONE; }
+#endif
+
+/// Take persistent_id as the instance shows it now (a subclass method, an attribute).
+bool refresh_persistent_id(PyObject* self) {
+    PicklerCore& core = core_of(self);
+#if PICKLEX_HOOKS_ARE_METHODS
+    return init_hook_ref(self, state().names.persistent_id, Pickler_persistent_id, core.pers_func,
+                         core.pers_func_self) == 0;
+#else
+    return init_method_ref(self, state().names.persistent_id, core.pers_func,
+                           core.pers_func_self) == 0;
+#endif
+}
+
 int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* keywords[] = {"file", "protocol", "fix_imports", "buffer_callback", nullptr};
     PyObject* file;
@@ -87,8 +103,7 @@ int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
         return -1;
     core.clear_memo();
     core.fast = 0;
-    if (init_method_ref(self, state().names.persistent_id, core.pers_func, core.pers_func_self) < 0)
-        return -1;
+    if (!refresh_persistent_id(self)) return -1;
     // An instance-level table set before __init__ wins over a class attribute.
     if (!core.dispatch_table &&
         lookup_attr(self, state().names.dispatch_table, core.dispatch_table) < 0)
@@ -105,6 +120,10 @@ PyObject* Pickler_dump(PyObject* self, PyObject* obj) {
                      Py_TYPE(self)->tp_name);
         return nullptr;
     }
+#if PICKLEX_HOOKS_ARE_METHODS
+    // The hook is a method from 3.13 on, looked up on each dump as _pickle does.
+    if (!refresh_persistent_id(self)) return nullptr;
+#endif
     if (!core.dump(obj, self)) return nullptr;
     Py_RETURN_NONE;
 }
@@ -130,6 +149,9 @@ PyMethodDef Pickler_methods[] = {
      "seen, so that shared or recursive objects are pickled by reference and not by value. "
      "This method is useful when re-using picklers."},
     {"__sizeof__", Pickler_sizeof, METH_NOARGS, "Returns size in memory, in bytes."},
+#if PICKLEX_HOOKS_ARE_METHODS
+    {"persistent_id", Pickler_persistent_id, METH_O, nullptr},
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -182,6 +204,7 @@ int Pickler_set_memo(PyObject* self, PyObject* value, void*) {
     return 0;
 }
 
+#if !PICKLEX_HOOKS_ARE_METHODS
 PyObject* Pickler_get_persistent_id(PyObject* self, void*) {
     PicklerCore& core = core_of(self);
     if (!core.pers_func) {
@@ -203,6 +226,7 @@ int Pickler_set_persistent_id(PyObject* self, PyObject* value, void*) {
     core.pers_func = Ref::borrow(value);
     return 0;
 }
+#endif
 
 PyObject* Pickler_get_dispatch_table(PyObject* self, void*) {
     PicklerCore& core = core_of(self);
@@ -232,7 +256,9 @@ template <int PicklerCore::*Field> int set_int_field(PyObject* self, PyObject* v
 
 PyGetSetDef Pickler_getsets[] = {
     {"memo", Pickler_get_memo, Pickler_set_memo, nullptr, nullptr},
+#if !PICKLEX_HOOKS_ARE_METHODS
     {"persistent_id", Pickler_get_persistent_id, Pickler_set_persistent_id, nullptr, nullptr},
+#endif
     {"dispatch_table", Pickler_get_dispatch_table, Pickler_set_dispatch_table, nullptr, nullptr},
     {"bin", get_int_field<&PicklerCore::bin>, set_int_field<&PicklerCore::bin>, nullptr, nullptr},
     {"fast", get_int_field<&PicklerCore::fast>, set_int_field<&PicklerCore::fast>, nullptr, nullptr},

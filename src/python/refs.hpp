@@ -79,4 +79,16 @@ inline int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*&
     return 0;
 }
 
+/// init_method_ref for a hook that the type itself defines as a method (persistent_id and
+/// persistent_load from 3.13 on): the type's own do-nothing method, `builtin`, counts as no
+/// hook at all, so the common case pays no call per object.
+inline int init_hook_ref(PyObject* self, PyObject* name, PyCFunction builtin, Ref& func,
+                         PyObject*& func_self) {
+    if (init_method_ref(self, name, func, func_self) < 0) return -1;
+    if (func && PyCFunction_Check(func.get()) && PyCFunction_GET_SELF(func.get()) == self &&
+        PyCFunction_GET_FUNCTION(func.get()) == builtin)
+        func.reset();
+    return 0;
+}
+
 } // namespace picklex::py

@@ -438,9 +438,7 @@ PyObject* PyOps::instantiate(PyObject* cls, PyObject* args) {
 
 bool PyOps::check_persistent_load() {
     if (settings_.pers_func && *settings_.pers_func) return true;
-    own_error(state().UnpicklingError,
-              "A load persistent id instruction was encountered,\nbut no persistent_load "
-              "function was specified.");
+    own_error(state().UnpicklingError, kNoPersistentLoad);
     return false;
 }
 
@@ -460,9 +458,10 @@ PyObject* PyOps::persistent_load_text(std::string_view pid) {
         PyUnicode_DecodeASCII(pid.data(), static_cast<Py_ssize_t>(pid.size()), "strict"));
     if (!text) {
         if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            PyErr_Clear();
-            return own_error(state().UnpicklingError,
-                             "persistent IDs in protocol 0 must be ASCII strings");
+            // The stdlib's exact text, without the opcode context: code compares it.
+            PyErr_SetString(state().UnpicklingError,
+                            "persistent IDs in protocol 0 must be ASCII strings");
+            return nullptr;
         }
         return nullptr;
     }

@@ -26,6 +26,16 @@
 
 namespace picklex::py {
 
+/// What PERSID/BINPERSID raise without a persistent_load hook, as this interpreter words it.
+inline constexpr const char* kNoPersistentLoad =
+#if PY_VERSION_HEX >= 0x030C0000
+    "A load persistent id instruction was encountered, but no persistent_load function was "
+    "specified.";
+#else
+    "A load persistent id instruction was encountered,\nbut no persistent_load function was "
+    "specified.";
+#endif
+
 /// The stdlib Unpickler's options plus the hooks of the object being loaded for.
 struct LoadSettings {
     bool fix_imports = true;

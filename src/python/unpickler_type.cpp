@@ -123,6 +123,25 @@ void Unpickler_dealloc(PyObject* self) {
     type->tp_free(self);
 }
 
+#if PICKLEX_HOOKS_ARE_METHODS
+PyObject* Unpickler_persistent_load(PyObject*, PyObject*) {
+    PyErr_SetString(state().UnpicklingError, kNoPersistentLoad);
+    return nullptr;
+}
+#endif
+
+/// Take persistent_load as the instance shows it now (a subclass method, an attribute).
+bool refresh_persistent_load(PyObject* self) {
+    UnpicklerCore& core = core_of(self);
+#if PICKLEX_HOOKS_ARE_METHODS
+    return init_hook_ref(self, state().names.persistent_load, Unpickler_persistent_load,
+                         core.pers_func, core.pers_func_self) == 0;
+#else
+    return init_method_ref(self, state().names.persistent_load, core.pers_func,
+                           core.pers_func_self) == 0;
+#endif
+}
+
 int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* keywords[] = {"file", "fix_imports", "encoding", "errors", "buffers",
                                      nullptr};
@@ -147,9 +166,7 @@ int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
         if (!core.buffers) return -1;
     }
     core.fix_imports = fix_imports != 0;
-    if (init_method_ref(self, state().names.persistent_load, core.pers_func,
-                        core.pers_func_self) < 0)
-        return -1;
+    if (!refresh_persistent_load(self)) return -1;
     core.machine.ops().set_protocol(0);
     return 0;
 }
@@ -169,6 +186,10 @@ PyObject* Unpickler_load_impl(PyObject* self) {
         PyErr_SetString(PyExc_RuntimeError, "Unpickler.load() is not reentrant");
         return nullptr;
     }
+#if PICKLEX_HOOKS_ARE_METHODS
+    // The hook is a method from 3.13 on, looked up on each load as _pickle does.
+    if (!refresh_persistent_load(self)) return nullptr;
+#endif
     LoadSettings settings;
     settings.fix_imports = core.fix_imports;
     settings.encoding = core.encoding;
@@ -245,6 +266,9 @@ PyMethodDef Unpickler_methods[] = {
      "and\nfunctions).\n\nThis method is called whenever a class or a function object is\n"
      "needed.  Both arguments passed are str objects."},
     {"__sizeof__", Unpickler_sizeof, METH_NOARGS, "Returns size in memory, in bytes."},
+#if PICKLEX_HOOKS_ARE_METHODS
+    {"persistent_load", Unpickler_persistent_load, METH_O, nullptr},
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -313,6 +337,7 @@ int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
     return 0;
 }
 
+#if !PICKLEX_HOOKS_ARE_METHODS
 PyObject* Unpickler_get_persistent_load(PyObject* self, void*) {
     const UnpicklerCore& core = core_of(self);
     if (!core.pers_func) {
@@ -338,11 +363,14 @@ int Unpickler_set_persistent_load(PyObject* self, PyObject* value, void*) {
     core.pers_func = Ref::borrow(value);
     return 0;
 }
+#endif
 
 PyGetSetDef Unpickler_getsets[] = {
     {"memo", Unpickler_get_memo, Unpickler_set_memo, nullptr, nullptr},
+#if !PICKLEX_HOOKS_ARE_METHODS
     {"persistent_load", Unpickler_get_persistent_load, Unpickler_set_persistent_load, nullptr,
      nullptr},
+#endif
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
