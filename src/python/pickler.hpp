@@ -30,16 +30,22 @@ inline bool compact_long_value(PyObject* obj, long long& value) {
 }
 
 struct ResolvedGlobal;
+struct ModuleState;
 
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
     OutputBuffer output_;
+    ModuleState* state_;
 
   public:
-    PicklerCore();
+    /// A pickler of the interpreter whose picklex module state is `state`.
+    explicit PicklerCore(ModuleState& state);
     ~PicklerCore();
     PicklerCore(const PicklerCore&) = delete;
     PicklerCore& operator=(const PicklerCore&) = delete;
+
+    /// The module state of this pickler's interpreter.
+    ModuleState& st() const noexcept { return *state_; }
 
     // ---- configuration (the Pickler constructor's arguments) ----
 

@@ -10,6 +10,24 @@
 // looked up on every dump()/load(); before, they were attributes read once by __init__.
 #define PICKLEX_HOOKS_ARE_METHODS (PY_VERSION_HEX >= 0x030D0000)
 
+#ifdef Py_GIL_DISABLED
+#error "picklex does not support free-threaded CPython builds yet: its per-interpreter caches \
+rely on the GIL (see docs/FREE_THREADING.md for what a free-threaded build needs)"
+#endif
+
+// Heap type flags that older interpreters lack: immutable types (3.10) and types that
+// cannot be instantiated from Python (3.10; before, tp_new is cleared after creation).
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+#define PICKLEX_TPFLAGS_IMMUTABLE Py_TPFLAGS_IMMUTABLETYPE
+#else
+#define PICKLEX_TPFLAGS_IMMUTABLE 0
+#endif
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define PICKLEX_TPFLAGS_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#else
+#define PICKLEX_TPFLAGS_NO_INSTANCES 0
+#endif
+
 #if PY_VERSION_HEX < 0x030A0000
 inline PyObject* Py_NewRef(PyObject* obj) {
     Py_INCREF(obj);

@@ -91,4 +91,19 @@ inline int init_hook_ref(PyObject* self, PyObject* name, PyCFunction builtin, Re
     return 0;
 }
 
+/// A heap type of `module` from `spec` (new reference), or nullptr with an exception set.
+/// A type that Python code may not instantiate has PICKLEX_TPFLAGS_NO_INSTANCES in its spec.
+inline PyTypeObject* make_heap_type(PyObject* module, PyType_Spec* spec) {
+    auto* type = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, spec, nullptr));
+#if PY_VERSION_HEX < 0x030A0000
+    // Before Py_TPFLAGS_DISALLOW_INSTANTIATION, a spec without Py_tp_new inherits object's;
+    // every type here that has no constructor of its own is one of those.
+    bool has_new = false;
+    for (const PyType_Slot* slot = spec->slots; slot->slot; ++slot)
+        has_new = has_new || slot->slot == Py_tp_new;
+    if (type && !has_new) type->tp_new = nullptr;
+#endif
+    return type;
+}
+
 } // namespace picklex::py
