@@ -1,6 +1,7 @@
 // src/python/module.cpp: the _picklex extension module: state, error mapping, init.
 #include "python.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -118,9 +119,23 @@ template <class F> void for_each_owned(ModuleState& st, F&& f) {
 #undef PICKLEX_X
 }
 
+/// ModuleStates alive in the process, for tests that check interpreters free theirs. A plain
+/// counter, not a Python object: the one piece of process-wide state the front keeps.
+std::atomic<long> g_live_states{0};
+
+PyObject* live_states(PyObject*, PyObject*) { return PyLong_FromLong(g_live_states.load()); }
+
+PyMethodDef g_module_functions[] = {
+    {"_live_states", live_states, METH_NOARGS,
+     "_live_states($module, /)\n--\n\nHow many interpreters hold a picklex module state (tests)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 } // namespace
 
 extern PyModuleDef g_module_def;
+
+ModuleState::ModuleState() { ++g_live_states; }
 
 bool ModuleState::init() {
     ModuleState& st = *this;
@@ -195,7 +210,10 @@ void ModuleState::clear() {
     for_each_owned(*this, [](PyObject*& obj) { Py_CLEAR(obj); });
 }
 
-ModuleState::~ModuleState() { clear(); }
+ModuleState::~ModuleState() {
+    clear();
+    --g_live_states;
+}
 
 ModuleState& state_of_module(PyObject* module) noexcept {
     return **static_cast<ModuleState**>(PyModule_GetState(module));
@@ -297,7 +315,7 @@ PyModuleDef g_module_def = {
     "picklex._picklex",
     "The picklex C++ pickle engine (use the picklex package, not this module).",
     sizeof(ModuleState*),
-    nullptr,
+    g_module_functions,
     g_module_slots,
     module_traverse,
     module_clear,

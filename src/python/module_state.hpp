@@ -144,7 +144,7 @@ struct ModuleState {
     PicklerCore* spare_pickler = nullptr;
     bool spare_pickler_busy = false;
 
-    ModuleState() = default;
+    ModuleState();
     ModuleState(const ModuleState&) = delete;
     ModuleState& operator=(const ModuleState&) = delete;
     ~ModuleState();

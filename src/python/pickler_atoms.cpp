@@ -122,7 +122,11 @@ bool PicklerCore::save_bytearray(PyObject* obj) {
 bool PicklerCore::save_picklebuffer(PyObject* obj) {
     if (proto < 5) {
         PyErr_SetString(st().PicklingError,
+#if PY_VERSION_HEX >= 0x030D0000
+                        "PickleBuffer can only be pickled with protocol >= 5");
+#else
                         "PickleBuffer can only pickled with protocol >= 5");
+#endif
         return false;
     }
     const Py_buffer* view = PyPickleBuffer_GetBuffer(obj);

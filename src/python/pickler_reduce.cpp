@@ -284,6 +284,15 @@ bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
         if (!key) return false;
         PyObject* code_obj = PyDict_GetItemWithError(st.extension_registry, key.get());
         if (code_obj) {
+#if PY_VERSION_HEX >= 0x030D0000
+            // 3.13 converts the code as an index and reports a bad one as a RuntimeError.
+            const long code = PyLong_AsLong(code_obj);
+            if (code == -1 && PyErr_Occurred()) return false;
+            if (code <= 0 || code > 0x7fffffffL) {
+                PyErr_Format(PyExc_RuntimeError, "extension code %ld is out of range", code);
+                return false;
+            }
+#else
             if (!PyLong_Check(code_obj)) {
                 PyErr_Format(st.PicklingError,
                              "Can't pickle %R: extension code %R isn't an integer", obj, code_obj);
@@ -296,6 +305,7 @@ bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
                                  "Can't pickle %R: extension code %ld is out of range", obj, code);
                 return false;
             }
+#endif
             return writer.save_ext(static_cast<std::uint32_t>(code)) || writer_failed();
         }
         if (PyErr_Occurred()) return false;
