@@ -34,7 +34,12 @@ Certificate& certificate_slot(ModuleState& st, PyTypeObject* type) {
 }
 
 bool has_valid_version(PyTypeObject* type) {
+#if PY_VERSION_HEX >= 0x030D0000
+    // 3.13 dropped the flag: a modified type's tag goes back to 0 until it gets a new one.
+    return type->tp_version_tag != 0;
+#else
     return PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag != 0;
+#endif
 }
 
 /// object's own entry for `name`, the one a plain class inherits.
