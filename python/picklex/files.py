@@ -307,16 +307,16 @@ def _buffers(layout: Layout, source: _Source, writable: bool) -> list[memoryview
         if entry.codec == _codecs.NONE:
             view = stored
         else:
-            view = aligned_empty(entry.length)
             try:
-                complete = _codecs.decompress_into(entry.codec, stored, view)
+                decompressed = _codecs.decompress(entry.codec, stored, entry.length)
             except ValueError as exc:
                 raise FileFormatError(f"corrupt picklex file: buffer {index}: {exc}") from exc
-            if not complete:
+            if decompressed is None:
                 raise FileFormatError(
                     f"corrupt picklex file: buffer {index} does not decompress to "
                     f"{entry.length} bytes"
                 )
+            view = decompressed
         if entry.readonly or not writable:
             view = _readonly(view)
         buffers.append(view)

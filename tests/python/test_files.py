@@ -564,6 +564,49 @@ def test_stream_using_fewer_buffers_than_listed(tmp_path: Path) -> None:
         picklex.load_file(path)
 
 
+BOMB_CHILD = """
+import resource, sys
+import picklex
+
+with open("/proc/self/status") as status:
+    vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 20), resource.RLIM_INFINITY))
+for use_mmap in (True, False):
+    try:
+        picklex.load_file(sys.argv[1], mmap=use_mmap)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_compressed_entry_claiming_gigabytes_does_not_reserve_them(
+    tmp_path: Path, codec: str
+) -> None:
+    # An entry may claim as many decompressed bytes as its codec could produce from its
+    # stored bytes (lz4: 256x, zstd: 32768x): gigabytes from a small file. Memory must follow
+    # the bytes that really come out: under a 256 MiB limit such a claim is a FileFormatError,
+    # not a MemoryError.
+    pytest.importorskip("lz4" if codec == "lz4" else "zstandard")
+    noise = np.random.default_rng(6).integers(0, 256, 17 << 20 if codec == "lz4" else 1 << 18)
+    data = np.concatenate([noise.astype(np.uint8), np.zeros(8 << 20, dtype=np.uint8)])
+    path = tmp_path / "bomb.pkx"
+    picklex.dump_file(data, path, compress=codec)
+    layout = read_layout(path)
+    (entry,) = layout.entries
+    claim = _codecs.max_decompressed(entry.codec, entry.stored_length)
+    assert entry.codec == _codecs.BY_NAME[codec] and claim >= 4 << 30
+    rewrite_layout(path, layout._replace(entries=(entry._replace(length=claim),)))
+    result = run_child(BOMB_CHILD, str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        assert line.startswith("FileFormatError") and "does not decompress to" in line, line
+    rewrite_layout(path, layout)
+    assert np.array_equal(picklex.load_file(path), data)
+
+
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         picklex.load_file(tmp_path / "nope.pkx")
