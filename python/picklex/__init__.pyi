@@ -81,7 +81,11 @@ def load(
 _StrPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 class FileFormatError(UnpicklingError):
-    """A picklex container file is corrupt, truncated, or not a picklex file."""
+    """A picklex container file is corrupt, truncated, or not a picklex file.
+
+    Also a pickle stream inside one that is damaged or fails to decode (the unpickler's
+    exception is the ``__cause__``).
+    """
 
 class MessageError(UnpicklingError):
     """A framed message is malformed or exceeds the receiver's limits."""
@@ -100,7 +104,11 @@ def dump_file(
 def load_file(
     path: _StrPath, *, mmap: bool = True, writable: bool = False, verify: bool = False
 ) -> Any:
-    """Load a container file; buffers are views of a memory mapping of it by default."""
+    """Load a container file; buffers are views of a memory mapping of it by default.
+
+    Any bad file (header, table, checksums, compressed data, a damaged or malformed pickle
+    stream) raises FileFormatError.
+    """
 
 class BufferPool:
     """Aligned receive buffers that return to the pool when the objects using them die."""

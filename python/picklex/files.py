@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import mmap as _mmap
 import os
+import pickle
+import struct
 import sys
+from collections.abc import Iterator
 from typing import Any, Union
 
 from . import _checksum, _codecs, _container
@@ -323,6 +326,50 @@ def _buffers(layout: Layout, source: _Source, writable: bool) -> list[memoryview
     return buffers
 
 
+# What the unpickler raises for a malformed stream (tests/python/test_malformed.py lists
+# them). ImportError and AttributeError are not among them: they say that a class or
+# function the stream names is missing here, which is a fact about this environment, not
+# about the file (pickle.load raises them too), unless the stream's checksum shows that the
+# name itself was damaged.
+_MALFORMED_STREAM = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    TypeError,
+    LookupError,  # KeyError, IndexError, and an unknown codec name
+    struct.error,
+)
+
+
+def _stream_damaged(layout: Layout, stream: memoryview) -> bool:
+    """True when the stream no longer matches its checksum (False when that cannot be told)."""
+    try:
+        checksum = _checksum.function(layout.checksum_algorithm)
+    except ModuleNotFoundError:  # an xxh3 file without xxhash: no evidence either way
+        return False
+    return checksum(stream) != layout.stream_checksum
+
+
+def _unpickle(
+    layout: Layout, stream: memoryview, buffers: Iterator[memoryview], verified: bool
+) -> Any:
+    """Unpickle the file's stream; a stream that is damaged or malformed is a FileFormatError."""
+    try:
+        return loads_consuming_all(stream, buffers, FileFormatError, "corrupt picklex file")
+    except FileFormatError:
+        raise
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {exc}"
+        if not verified and _stream_damaged(layout, stream):
+            raise FileFormatError(
+                f"corrupt picklex file: pickle stream checksum mismatch (loading it raised {what})"
+            ) from exc
+        if isinstance(exc, _MALFORMED_STREAM):
+            raise FileFormatError(f"corrupt picklex file: pickle stream fails ({what})") from exc
+        raise
+
+
 def load_file(
     path: StrPath, *, mmap: bool = True, writable: bool = False, verify: bool = False
 ) -> Any:
@@ -340,8 +387,15 @@ def load_file(
 
     The header and buffer table are always checked (magic, version, CRC-32, every offset and
     length against the real file size); ``verify=True`` also checks the checksum of the
-    pickle stream and of every buffer, which reads all the data. Problems raise
-    :class:`FileFormatError`.
+    pickle stream and of every buffer, which reads all the data. Every problem with the
+    file raises :class:`FileFormatError`: a bad header or table, a truncated file, a
+    checksum mismatch, a compressed buffer that does not decompress, and a pickle stream
+    that fails to load because it is damaged (its checksum is compared when loading fails,
+    with or without ``verify``) or malformed (the unpickler raised ``UnpicklingError``,
+    ``EOFError``, ``ValueError``, ``OverflowError``, ``TypeError``, ``LookupError``); the
+    unpickler's exception is its ``__cause__``. An intact stream that names a class or
+    function this environment lacks raises the ``ImportError`` or ``AttributeError`` that
+    :func:`pickle.load` raises.
     """
     with open(path, "rb", buffering=0) as file:
         fd = file.fileno()
@@ -354,4 +408,4 @@ def load_file(
     del source  # from here on only the views handed out keep the mapping alive
     remaining = iter(buffers)
     del buffers
-    return loads_consuming_all(stream, remaining, FileFormatError, "corrupt picklex file")
+    return _unpickle(layout, stream, remaining, verify)

@@ -564,6 +564,64 @@ def test_stream_using_fewer_buffers_than_listed(tmp_path: Path) -> None:
         picklex.load_file(path)
 
 
+def container_with_stream(path: Path, stream: bytes, *, recorded: bytes | None = None) -> None:
+    """A container of just ``stream`` whose checksum is that of ``recorded`` (default: the
+    stream itself, as a hostile writer would make it; another value: damage since saving)."""
+    algorithm = _checksum.default_algorithm()
+    checksum = _checksum.function(algorithm)(stream if recorded is None else recorded)
+    offset = _container.HEADER.size
+    layout = _container.Layout(
+        algorithm, 4, offset + len(stream), offset, len(stream), checksum, ()
+    )
+    path.write_bytes(_container.pack(layout) + stream)
+
+
+STREAM = pickle.dumps(["text", "ü" * 3, 1], 4)
+MALFORMED_STREAMS = {
+    "EOFError": STREAM[:-1] + b"N",  # no STOP: runs out of input
+    "UnicodeDecodeError": STREAM.replace("ü".encode(), b"\xff\xfe", 1),
+    "UnpicklingError": STREAM[:-3],  # shorter than its frame
+}
+
+
+@pytest.mark.parametrize("cause", sorted(MALFORMED_STREAMS))
+def test_corrupt_stream_in_a_container_is_a_file_format_error(tmp_path: Path, cause: str) -> None:
+    # A valid header and table around a stream the unpickler rejects: FileFormatError, as for
+    # every other bad file, with the unpickler's exception as its cause. Damaged since it was
+    # saved (checksum mismatch, found when loading fails even without verify=True), or
+    # written malformed (checksum matches).
+    path = tmp_path / "s.pkx"
+    bad = MALFORMED_STREAMS[cause]
+    for recorded, match in ((STREAM, "checksum mismatch"), (None, "pickle stream fails")):
+        container_with_stream(path, bad, recorded=recorded)
+        for kind in LOAD_KINDS:
+            if kind.get("verify") and recorded is not None:
+                match_here = "pickle stream checksum mismatch"
+            else:
+                match_here = match
+            with pytest.raises(picklex.FileFormatError, match=match_here) as info:
+                picklex.load_file(path, **kind)
+            if not kind.get("verify") or recorded is None:
+                assert type(info.value.__cause__).__name__ == cause
+    container_with_stream(path, STREAM)
+    assert picklex.load_file(path, verify=True) == ["text", "ü" * 3, 1]
+
+
+def test_intact_stream_naming_a_missing_module_raises_what_pickle_raises(tmp_path: Path) -> None:
+    # The file is fine, the environment lacks the class: not a FileFormatError, unless the
+    # checksum shows that the name itself was damaged.
+    path = tmp_path / "g.pkx"
+    stream = b"\x80\x04cpicklex_test_no_such_module\nthing\n."
+    container_with_stream(path, stream)
+    with pytest.raises(ModuleNotFoundError) as info:
+        picklex.load_file(path)
+    assert not isinstance(info.value, picklex.FileFormatError)
+    container_with_stream(path, stream, recorded=stream.replace(b"no_such", b"a_module"))
+    with pytest.raises(picklex.FileFormatError, match="checksum mismatch") as damaged:
+        picklex.load_file(path)
+    assert isinstance(damaged.value.__cause__, ModuleNotFoundError)
+
+
 BOMB_CHILD = """
 import resource, sys
 import picklex
