@@ -87,6 +87,12 @@ class FileFormatError(UnpicklingError):
     exception is the ``__cause__``).
     """
 
+class MissingPackageError(ModuleNotFoundError):
+    """An optional package this file or call needs (lz4, zstandard, xxhash) is missing.
+
+    Not a FileFormatError: the file is fine. ``pip install picklex[files]`` installs them.
+    """
+
 class MessageError(UnpicklingError):
     """A framed message is malformed or exceeds the receiver's limits."""
 
@@ -99,7 +105,10 @@ DEFAULT_MAX_BUFFERS: int
 def dump_file(
     obj: Any, path: _StrPath, *, protocol: int | None = 5, compress: str | None = None
 ) -> None:
-    """Pickle obj into a container file atomically, out-of-band buffers 64-byte aligned."""
+    """Pickle obj into a container file atomically, out-of-band buffers 64-byte aligned.
+
+    compress="lz4"/"zstd" raises MissingPackageError when its package is not installed.
+    """
 
 def load_file(
     path: _StrPath, *, mmap: bool = True, writable: bool = False, verify: bool = False
@@ -107,7 +116,8 @@ def load_file(
     """Load a container file; buffers are views of a memory mapping of it by default.
 
     Any bad file (header, table, checksums, compressed data, a damaged or malformed pickle
-    stream) raises FileFormatError.
+    stream) raises FileFormatError; a missing lz4/zstandard (compressed buffers) or xxhash
+    (verify=True on an xxh3 file) raises MissingPackageError before any data is read.
     """
 
 class BufferPool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._buffers import read_growing
+from ._errors import missing_package
 
 NONE = 0
 LZ4 = 1
@@ -27,22 +28,32 @@ _MAX_RATIO = {LZ4: 256, ZSTD: 32768}
 _RATIO_SLACK = 1 << 16
 
 
-def _import(codec: int):
+#: The package each codec needs (pip and import names are the same).
+PACKAGES = {LZ4: "lz4", ZSTD: "zstandard"}
+
+
+def _import(codec: int, needed_for: str | None = None) -> Any:
+    """The codec's module; :class:`MissingPackageError` naming the package when it is absent."""
     try:
         if codec == LZ4:
             import lz4.frame as module
         else:
             import zstandard as module
     except ImportError as exc:
-        package = "lz4" if codec == LZ4 else "zstandard"
-        raise ModuleNotFoundError(
-            f"{NAMES[codec]} compression needs the {package} package (pip install {package})"
-        ) from exc
+        purpose = needed_for or f"{NAMES[codec]} compression"
+        raise missing_package(PACKAGES[codec], purpose) from exc
     return module
 
 
+def require(codec: int, needed_for: str) -> None:
+    """Check that ``codec``'s package is importable before any data is read."""
+    if codec != NONE:
+        _import(codec, needed_for)
+
+
 def codec_id(name: str | None) -> int:
-    """The codec id for a ``compress=`` argument; checks that its package is importable."""
+    """The codec id for a ``compress=`` argument; checks that its package is importable
+    (:class:`~picklex.MissingPackageError` if not)."""
     if name is None:
         return NONE
     try:

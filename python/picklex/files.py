@@ -21,12 +21,12 @@ from typing import Any, Union
 from . import _checksum, _codecs, _container
 from ._buffers import IOV_MAX, aligned_empty, byte_view, padding, read_views, write_views
 from ._container import Entry, Layout
-from ._errors import FileFormatError
+from ._errors import FileFormatError, MissingPackageError
 from ._oob import dumps_out_of_band, loads_consuming_all
 
 StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
-__all__ = ["dump_file", "load_file", "FileFormatError"]
+__all__ = ["dump_file", "load_file", "FileFormatError", "MissingPackageError"]
 
 _ZEROS = memoryview(bytes(64))
 # Compressed data is held in memory until written; flush the gather list past this much.
@@ -164,9 +164,10 @@ def dump_file(
     are written after the pickle stream, each on a 64-byte boundary, straight from the
     objects' memory with ``os.writev``. Every buffer and the stream get a checksum.
 
-    ``compress`` may be ``"lz4"`` or ``"zstd"`` (needs the ``lz4`` / ``zstandard`` package):
-    each buffer is stored compressed when that saves at least 1/16 of its size. Compressed
-    buffers cannot be memory-mapped on load.
+    ``compress`` may be ``"lz4"`` or ``"zstd"`` (needs the ``lz4`` / ``zstandard`` package,
+    :class:`MissingPackageError` without it; ``pip install picklex[files]``): each buffer
+    is stored compressed when that saves at least 1/16 of its size. Compressed buffers
+    cannot be memory-mapped on load.
 
     The file is written under a temporary name (or an unnamed inode) in the same directory,
     synced, and renamed over ``path``: an existing file is replaced only by a complete new
@@ -326,6 +327,14 @@ def _buffers(layout: Layout, source: _Source, writable: bool) -> list[memoryview
     return buffers
 
 
+def _require_packages(layout: Layout, verify: bool) -> None:
+    """Name a missing optional package before any data is read, not half-way through."""
+    for codec in sorted({entry.codec for entry in layout.entries}):
+        _codecs.require(codec, f"reading this file's {_codecs.NAMES[codec]}-compressed buffers")
+    if verify:
+        _checksum.function(layout.checksum_algorithm)
+
+
 # What the unpickler raises for a malformed stream (tests/python/test_malformed.py lists
 # them). ImportError and AttributeError are not among them: they say that a class or
 # function the stream names is missing here, which is a fact about this environment, not
@@ -396,10 +405,18 @@ def load_file(
     unpickler's exception is its ``__cause__``. An intact stream that names a class or
     function this environment lacks raises the ``ImportError`` or ``AttributeError`` that
     :func:`pickle.load` raises.
+
+    A file with lz4 or zstd compressed buffers needs the ``lz4`` or ``zstandard`` package,
+    and ``verify=True`` on a file checksummed with xxh3-64 (the default when ``xxhash`` was
+    installed on the saving side) needs ``xxhash``: without it :class:`MissingPackageError`
+    (a :class:`ModuleNotFoundError`, not a :class:`FileFormatError`: the file is fine)
+    names the package before any data is read. ``pip install picklex[files]`` installs all
+    three.
     """
     with open(path, "rb", buffering=0) as file:
         fd = file.fileno()
         layout = _read_layout(fd, os.fstat(fd).st_size)
+        _require_packages(layout, verify)
         source = _Source(fd, layout, mmap, writable)
     if verify:
         _verify(layout, source)

@@ -8,6 +8,7 @@ atomicity by failing and killing real saves; robustness by flipping and cutting 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import pickle
 import signal
@@ -620,6 +621,59 @@ def test_intact_stream_naming_a_missing_module_raises_what_pickle_raises(tmp_pat
     with pytest.raises(picklex.FileFormatError, match="checksum mismatch") as damaged:
         picklex.load_file(path)
     assert isinstance(damaged.value.__cause__, ModuleNotFoundError)
+
+
+def test_missing_optional_package_is_named_and_not_a_file_format_error(tmp_path: Path) -> None:
+    # Compressed buffers without lz4/zstandard, verify=True on an xxh3 file without xxhash:
+    # a MissingPackageError (a ModuleNotFoundError) that names the package and the pip extra,
+    # raised before any data is read; never a FileFormatError, since the file is intact.
+    pytest.importorskip("lz4")
+    pytest.importorskip("zstandard")
+    pytest.importorskip("xxhash")
+    compressible = np.repeat(np.arange(1000, dtype=np.int64), 100)
+    for codec in ("lz4", "zstd"):
+        picklex.dump_file({"a": compressible}, tmp_path / f"{codec}.pkx", compress=codec)
+    picklex.dump_file({"a": np.arange(10.0)}, tmp_path / "xxh3.pkx")
+    assert read_layout(tmp_path / "xxh3.pkx").checksum_algorithm == _checksum.XXH3_64
+    result = run_child(
+        """
+        import json, sys
+        for name in ("lz4", "lz4.frame", "zstandard", "xxhash"):
+            sys.modules[name] = None  # as if the package were not installed
+        import picklex
+
+        def outcome(call):
+            try:
+                call()
+            except Exception as exc:
+                return [type(exc).__name__, isinstance(exc, ModuleNotFoundError),
+                        isinstance(exc, picklex.FileFormatError), exc.name, str(exc)]
+            return "ok"
+
+        folder = sys.argv[1]
+        print(json.dumps({
+            "lz4": outcome(lambda: picklex.load_file(f"{folder}/lz4.pkx")),
+            "zstd": outcome(lambda: picklex.load_file(f"{folder}/zstd.pkx", mmap=False)),
+            "xxhash": outcome(lambda: picklex.load_file(f"{folder}/xxh3.pkx", verify=True)),
+            "xxhash unverified": outcome(lambda: picklex.load_file(f"{folder}/xxh3.pkx")),
+            "save lz4": outcome(
+                lambda: picklex.dump_file([1], f"{folder}/new.pkx", compress="lz4")
+            ),
+        }))
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert outcomes.pop("xxhash unverified") == "ok"
+    packages = {"lz4": "lz4", "zstd": "zstandard", "xxhash": "xxhash", "save lz4": "lz4"}
+    for case, (kind, is_module_error, is_format_error, name, message) in outcomes.items():
+        assert kind == "MissingPackageError" and is_module_error and not is_format_error, case
+        assert name == packages[case], case
+        assert f"the {name} package" in message and "pip install picklex[files]" in message
+    assert issubclass(picklex.MissingPackageError, ModuleNotFoundError)
+    assert not issubclass(picklex.MissingPackageError, picklex.FileFormatError)
+    assert not (tmp_path / "new.pkx").exists()
 
 
 BOMB_CHILD = """
