@@ -23,9 +23,9 @@ template <class Owner> class MemoProxy {
         PyObject* owner; ///< the Pickler or Unpickler, null once cleared by the GC
     };
 
-    /// A new proxy for `owner`, or nullptr with an exception set.
-    static PyObject* create(PyObject* owner) {
-        auto* proxy = PyObject_GC_New(Object, &type);
+    /// A new proxy of `type` (made by make_type) for `owner`, or nullptr with an exception set.
+    static PyObject* create(PyTypeObject* type, PyObject* owner) {
+        auto* proxy = PyObject_GC_New(Object, type);
         if (!proxy) return nullptr;
         proxy->owner = Py_NewRef(owner);
         PyObject_GC_Track(proxy);
@@ -33,12 +33,27 @@ template <class Owner> class MemoProxy {
     }
 
     /// The proxy's owner if `value` is one of these proxies and still attached, else null.
-    static PyObject* owner_of(PyObject* value) {
-        return Py_IS_TYPE(value, &type) ? reinterpret_cast<Object*>(value)->owner : nullptr;
+    static PyObject* owner_of(PyTypeObject* type, PyObject* value) {
+        return Py_IS_TYPE(value, type) ? reinterpret_cast<Object*>(value)->owner : nullptr;
     }
-    static bool is_proxy(PyObject* value) { return Py_IS_TYPE(value, &type); }
+    static bool is_proxy(PyTypeObject* type, PyObject* value) { return Py_IS_TYPE(value, type); }
 
-    static bool ready() { return PyType_Ready(&type) == 0; }
+    /// The proxy type of `module`'s interpreter (new reference), or nullptr with an exception.
+    static PyTypeObject* make_type(PyObject* module) {
+        static PyType_Slot slots[] = {
+            {Py_tp_dealloc, reinterpret_cast<void*>(dealloc)},
+            {Py_tp_traverse, reinterpret_cast<void*>(traverse)},
+            {Py_tp_clear, reinterpret_cast<void*>(clear_refs)},
+            {Py_tp_methods, methods},
+            {Py_tp_hash, reinterpret_cast<void*>(PyObject_HashNotImplemented)},
+            {0, nullptr},
+        };
+        static PyType_Spec spec = {Owner::kTypeName, sizeof(Object), 0,
+                                   Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+                                       PICKLEX_TPFLAGS_IMMUTABLE | PICKLEX_TPFLAGS_NO_INSTANCES,
+                                   slots};
+        return make_heap_type(module, &spec);
+    }
 
   private:
     static PyObject* attached_owner(PyObject* self) {
@@ -48,11 +63,14 @@ template <class Owner> class MemoProxy {
     }
 
     static void dealloc(PyObject* self) {
+        PyTypeObject* type = Py_TYPE(self);
         PyObject_GC_UnTrack(self);
         Py_CLEAR(reinterpret_cast<Object*>(self)->owner);
         PyObject_GC_Del(self);
+        Py_DECREF(type);
     }
     static int traverse(PyObject* self, visitproc visit, void* arg) {
+        Py_VISIT(Py_TYPE(self));
         Py_VISIT(reinterpret_cast<Object*>(self)->owner);
         return 0;
     }
@@ -83,18 +101,6 @@ template <class Owner> class MemoProxy {
         {nullptr, nullptr, 0, nullptr},
     };
 
-    static inline PyTypeObject type = [] {
-        PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
-        t.tp_name = Owner::kTypeName;
-        t.tp_basicsize = sizeof(Object);
-        t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
-        t.tp_dealloc = dealloc;
-        t.tp_traverse = traverse;
-        t.tp_clear = clear_refs;
-        t.tp_methods = methods;
-        t.tp_hash = PyObject_HashNotImplemented;
-        return t;
-    }();
 };
 
 } // namespace picklex::py

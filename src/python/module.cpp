@@ -1,6 +1,10 @@
 // src/python/module.cpp: the _picklex extension module: state, error mapping, init.
 #include "python.hpp"
 
+#include <atomic>
+#include <cstring>
+#include <new>
+
 #include "module_api.hpp"
 #include "module_state.hpp"
 #include "picklex/opcodes.hpp"
@@ -9,8 +13,6 @@
 namespace picklex::py {
 
 namespace {
-
-ModuleState g_state;
 
 PyObject* import_attr(const char* module, const char* name) {
     Ref mod = Ref::steal(PyImport_ImportModule(module));
@@ -57,20 +59,86 @@ PyObject* build_opcode_table() {
     return table.release();
 }
 
-PyModuleDef g_module_def = {
-    PyModuleDef_HEAD_INIT,
-    "picklex._picklex",
-    "The picklex C++ pickle engine (use the picklex package, not this module).",
-    -1,
-    nullptr,
+/// builtins.__import__ if it is still the interpreter's own builtin (a replacement installed
+/// before picklex was imported keeps being called), else nullptr (no exception on that path).
+PyObject* find_builtin_import() {
+    Ref builtins = Ref::steal(PyImport_ImportModule("builtins"));
+    if (!builtins) return nullptr;
+    Ref import = Ref::steal(PyObject_GetAttrString(builtins.get(), "__import__"));
+    if (!import) return nullptr;
+    if (PyCFunction_Check(import.get()) &&
+        std::strcmp(reinterpret_cast<PyCFunctionObject*>(import.get())->m_ml->ml_name,
+                    "__import__") == 0 &&
+        PyCFunction_GET_SELF(import.get()) == builtins.get())
+        return import.release();
+    return nullptr;
+}
+
+/// The code object every namedtuple's __getnewargs__ shares (new reference; nullptr, with
+/// no exception, if the probe fails).
+PyObject* find_namedtuple_getnewargs() {
+    Ref factory = Ref::steal(import_attr("collections", "namedtuple"));
+    Ref probe = Ref::steal(factory ? PyObject_CallFunction(factory.get(), "ss", "probe", "a")
+                                   : nullptr);
+    Ref method = Ref::steal(probe ? PyObject_GetAttrString(probe.get(), "__getnewargs__") : nullptr);
+    PyObject* found = method && PyFunction_Check(method.get())
+                          ? Py_NewRef(PyFunction_GET_CODE(method.get()))
+                          : nullptr;
+    PyErr_Clear();
+    return found;
+}
+
+/// The getter behind a plain class's __dict__, as a throwaway class shows it (nullptr with
+/// an exception if the class cannot be made).
+getter find_plain_dict_getter(PyObject* dict_name) {
+    Ref probe = Ref::steal(PyObject_CallFunction(reinterpret_cast<PyObject*>(&PyType_Type), "s()N",
+                                                 "_picklex_probe", PyDict_New()));
+    if (!probe) return nullptr;
+    PyObject* descr = _PyType_Lookup(reinterpret_cast<PyTypeObject*>(probe.get()), dict_name);
+    if (descr && Py_IS_TYPE(descr, &PyGetSetDescr_Type))
+        return reinterpret_cast<PyGetSetDescrObject*>(descr)->d_getset->get;
+    return nullptr;
+}
+
+/// Calls f(PyObject*&) for every reference the state owns outside its caches.
+template <class F> void for_each_owned(ModuleState& st, F&& f) {
+    for (PyObject** slot :
+         {&st.PickleError, &st.PicklingError, &st.UnpicklingError, &st.dispatch_table,
+          &st.extension_registry, &st.inverted_registry, &st.extension_cache,
+          &st.name_mapping_2to3, &st.import_mapping_2to3, &st.name_mapping_3to2,
+          &st.import_mapping_3to2, &st.codecs_encode, &st.builtins_getattr,
+          &st.functools_partial, &st.copyreg_reconstructor, &st.copyreg_newobj,
+          &st.builtins_import, &st.namedtuple_getnewargs, &st.bytes_io, &st.buffered_reader,
+          &st.buffered_random, &st.file_io, &st.empty_tuple})
+        f(*slot);
+    for (PyTypeObject** type : {&st.pickler_type, &st.unpickler_type, &st.pickler_memo_type,
+                                &st.unpickler_memo_type})
+        f(*reinterpret_cast<PyObject**>(type));
+#define PICKLEX_X(name) f(st.names.name);
+    PICKLEX_INTERNED_NAMES(PICKLEX_X)
+#undef PICKLEX_X
+}
+
+/// ModuleStates alive in the process, for tests that check interpreters free theirs. A plain
+/// counter, not a Python object: the one piece of process-wide state the front keeps.
+std::atomic<long> g_live_states{0};
+
+PyObject* live_states(PyObject*, PyObject*) { return PyLong_FromLong(g_live_states.load()); }
+
+PyMethodDef g_module_functions[] = {
+    {"_live_states", live_states, METH_NOARGS,
+     "_live_states($module, /)\n--\n\nHow many interpreters hold a picklex module state (tests)."},
+    {nullptr, nullptr, 0, nullptr},
 };
 
 } // namespace
 
-ModuleState& state() noexcept { return g_state; }
+extern PyModuleDef g_module_def;
 
-bool init_state() {
-    ModuleState& st = g_state;
+ModuleState::ModuleState() { ++g_live_states; }
+
+bool ModuleState::init() {
+    ModuleState& st = *this;
 #define PICKLEX_X(name)                                                                            \
     if (!(st.names.name = PyUnicode_InternFromString(#name))) return false;
     PICKLEX_INTERNED_NAMES(PICKLEX_X)
@@ -93,9 +161,17 @@ bool init_state() {
         return false;
     if (!(st.codecs_encode = import_attr("codecs", "encode"))) return false;
     if (!(st.builtins_getattr = import_attr("builtins", "getattr"))) return false;
-    if (!(st.builtins_import = import_attr("builtins", "__import__"))) return false;
     if (!(st.functools_partial = import_attr("functools", "partial"))) return false;
+    if (!(st.bytes_io = import_attr("io", "BytesIO"))) return false;
+    if (!(st.buffered_reader = import_attr("io", "BufferedReader"))) return false;
+    if (!(st.buffered_random = import_attr("io", "BufferedRandom"))) return false;
+    if (!(st.file_io = import_attr("io", "FileIO"))) return false;
     if (!(st.empty_tuple = PyTuple_New(0))) return false;
+    st.builtins_import = find_builtin_import();
+    if (!st.builtins_import && PyErr_Occurred()) return false;
+    st.namedtuple_getnewargs = find_namedtuple_getnewargs();
+    st.plain_dict_getter = find_plain_dict_getter(st.names.__dict__);
+    if (PyErr_Occurred()) return false;
     Ref default_protocol = Ref::steal(import_attr("pickle", "DEFAULT_PROTOCOL"));
     if (!default_protocol) return false;
     st.default_protocol = static_cast<int>(PyLong_AsLong(default_protocol.get()));
@@ -103,7 +179,62 @@ bool init_state() {
     return true;
 }
 
-void raise_core_error(const Error& error, bool unpickling) {
+int ModuleState::traverse(visitproc visit, void* arg) {
+    int status = 0;
+    for_each_owned(*this, [&](PyObject*& obj) {
+        if (!status && obj) status = visit(obj, arg);
+    });
+    if (status) return status;
+    for (const GlobalCacheEntry& e : global_cache) {
+        Py_VISIT(e.obj);
+        Py_VISIT(e.module_name);
+        Py_VISIT(e.qualname);
+        Py_VISIT(e.module);
+    }
+    for (const IntCacheTable::Entry& e : ints.slots) Py_VISIT(e.object);
+    for (const StrCacheTable::Entry& e : strs.slots) Py_VISIT(e.object);
+    return 0;
+}
+
+void ModuleState::clear() {
+    clear_spare_pickler(*this);
+    for (GlobalCacheEntry& e : global_cache) {
+        Py_CLEAR(e.obj);
+        Py_CLEAR(e.module_name);
+        Py_CLEAR(e.qualname);
+        Py_CLEAR(e.module);
+    }
+    for (IntCacheTable::Entry& e : ints.slots) Py_CLEAR(e.object);
+    for (StrCacheTable::Entry& e : strs.slots) Py_CLEAR(e.object);
+    for (Certificate& c : certificates) c = Certificate{};
+    for_each_owned(*this, [](PyObject*& obj) { Py_CLEAR(obj); });
+}
+
+ModuleState::~ModuleState() {
+    clear();
+    --g_live_states;
+}
+
+ModuleState& state_of_module(PyObject* module) noexcept {
+    return **static_cast<ModuleState**>(PyModule_GetState(module));
+}
+
+ModuleState* state_of_type(PyTypeObject* type) {
+    // The first heap type in the MRO that this module defined (PyType_GetModuleByDef from
+    // 3.11 on does the same walk).
+    PyObject* mro = type->tp_mro;
+    const Py_ssize_t n = mro && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        auto* base = reinterpret_cast<PyTypeObject*>(PyTuple_GET_ITEM(mro, i));
+        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE)) continue;
+        PyObject* module = reinterpret_cast<PyHeapTypeObject*>(base)->ht_module;
+        if (module && PyModule_GetDef(module) == &g_module_def) return &state_of_module(module);
+    }
+    PyErr_Format(PyExc_TypeError, "%.200s is not a picklex type", type->tp_name);
+    return nullptr;
+}
+
+void raise_core_error(const ModuleState& st, const Error& error, bool unpickling) {
     if (error.code == Errc::external) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_SystemError, "picklex: external error without an exception");
@@ -111,7 +242,7 @@ void raise_core_error(const Error& error, bool unpickling) {
     }
     if (PyErr_Occurred()) return;
     const std::string message = error.message();
-    PyObject* type = unpickling ? g_state.UnpicklingError : g_state.PicklingError;
+    PyObject* type = unpickling ? st.UnpicklingError : st.PicklingError;
     switch (error.code) {
     case Errc::empty_input: type = PyExc_EOFError; break;
     case Errc::out_of_memory: type = PyExc_MemoryError; break;
@@ -125,21 +256,72 @@ void raise_core_error(const Error& error, bool unpickling) {
     PyErr_SetString(type, message.c_str());
 }
 
+namespace {
+
+int module_exec(PyObject* module) {
+    auto** slot = static_cast<ModuleState**>(PyModule_GetState(module));
+    *slot = new (std::nothrow) ModuleState();
+    if (!*slot) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    ModuleState& st = **slot;
+    if (!st.init()) return -1;
+    if (PyModule_AddIntConstant(module, "HIGHEST_PROTOCOL", picklex::kHighestProtocol) < 0)
+        return -1;
+    Ref table = Ref::steal(build_opcode_table());
+    if (!table || PyModule_AddObjectRef(module, "OPCODES", table.get()) < 0) return -1;
+    if (!add_pickler_api(module, st) || !add_unpickler_api(module, st)) return -1;
+    return 0;
+}
+
+ModuleState* maybe_state(PyObject* module) {
+    void* raw = PyModule_GetState(module);
+    return raw ? *static_cast<ModuleState**>(raw) : nullptr;
+}
+
+int module_traverse(PyObject* module, visitproc visit, void* arg) {
+    ModuleState* st = maybe_state(module);
+    return st ? st->traverse(visit, arg) : 0;
+}
+
+int module_clear(PyObject* module) {
+    if (ModuleState* st = maybe_state(module)) st->clear();
+    return 0;
+}
+
+void module_free(void* module) {
+    auto** slot = static_cast<ModuleState**>(PyModule_GetState(static_cast<PyObject*>(module)));
+    if (!slot) return;
+    delete *slot;
+    *slot = nullptr;
+}
+
+PyModuleDef_Slot g_module_slots[] = {
+    {Py_mod_exec, reinterpret_cast<void*>(module_exec)},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, nullptr},
+};
+
+} // namespace
+
+PyModuleDef g_module_def = {
+    PyModuleDef_HEAD_INIT,
+    "picklex._picklex",
+    "The picklex C++ pickle engine (use the picklex package, not this module).",
+    sizeof(ModuleState*),
+    g_module_functions,
+    g_module_slots,
+    module_traverse,
+    module_clear,
+    module_free,
+};
+
 } // namespace picklex::py
 
-PyMODINIT_FUNC PyInit__picklex(void) {
-    using namespace picklex::py;
-    if (!init_state()) return nullptr;
-    Ref module = Ref::steal(PyModule_Create(&g_module_def));
-    if (!module) return nullptr;
-    if (PyModule_AddIntConstant(module.get(), "HIGHEST_PROTOCOL", picklex::kHighestProtocol) < 0)
-        return nullptr;
-    PyObject* table = build_opcode_table();
-    if (!table || PyModule_AddObject(module.get(), "OPCODES", table) < 0) {
-        Py_XDECREF(table);
-        return nullptr;
-    }
-    if (!add_pickler_api(module.get())) return nullptr;
-    if (!add_unpickler_api(module.get())) return nullptr;
-    return module.release();
-}
+PyMODINIT_FUNC PyInit__picklex(void) { return PyModuleDef_Init(&picklex::py::g_module_def); }

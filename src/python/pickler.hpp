@@ -30,16 +30,22 @@ inline bool compact_long_value(PyObject* obj, long long& value) {
 }
 
 struct ResolvedGlobal;
+struct ModuleState;
 
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
     OutputBuffer output_;
+    ModuleState* state_;
 
   public:
-    PicklerCore();
+    /// A pickler of the interpreter whose picklex module state is `state`.
+    explicit PicklerCore(ModuleState& state);
     ~PicklerCore();
     PicklerCore(const PicklerCore&) = delete;
     PicklerCore& operator=(const PicklerCore&) = delete;
+
+    /// The module state of this pickler's interpreter.
+    ModuleState& st() const noexcept { return *state_; }
 
     // ---- configuration (the Pickler constructor's arguments) ----
 
@@ -134,6 +140,10 @@ class PicklerCore {
     // globals and reductions (pickler_reduce.cpp)
     bool save_global(PyObject* obj, PyObject* name);
     bool write_global(PyObject* obj, ResolvedGlobal& resolved);
+    /// GLOBAL with a module and a name line (protocol < 4), Python 2 names when fixing imports.
+    bool write_global_text(PyObject* module, PyObject* name);
+    /// A dotted name below protocol 4, as getattr reductions in this interpreter's form.
+    bool write_nested_global(const ResolvedGlobal& resolved);
     bool save_type(PyObject* obj);
     bool save_reduce(PyObject* args, PyObject* obj);
 

@@ -89,8 +89,8 @@ bool PicklerCore::save_bytes(PyObject* obj) {
             Ref text = Ref::steal(
                 PyUnicode_DecodeLatin1(PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), "strict"));
             if (!text) return false;
-            reduce_value = Ref::steal(Py_BuildValue("(O(OO))", state().codecs_encode, text.get(),
-                                                    state().names.latin1));
+            reduce_value = Ref::steal(Py_BuildValue("(O(OO))", st().codecs_encode, text.get(),
+                                                    st().names.latin1));
         }
         return reduce_value && save_reduce(reduce_value.get(), obj);
     }
@@ -121,14 +121,18 @@ bool PicklerCore::save_bytearray(PyObject* obj) {
 
 bool PicklerCore::save_picklebuffer(PyObject* obj) {
     if (proto < 5) {
-        PyErr_SetString(state().PicklingError,
+        PyErr_SetString(st().PicklingError,
+#if PY_VERSION_HEX >= 0x030D0000
+                        "PickleBuffer can only be pickled with protocol >= 5");
+#else
                         "PickleBuffer can only pickled with protocol >= 5");
+#endif
         return false;
     }
     const Py_buffer* view = PyPickleBuffer_GetBuffer(obj);
     if (!view) return false;
     if (view->suboffsets || !PyBuffer_IsContiguous(view, 'A')) {
-        PyErr_SetString(state().PicklingError,
+        PyErr_SetString(st().PicklingError,
                         "PickleBuffer can not be pickled when pointing to a non-contiguous buffer");
         return false;
     }

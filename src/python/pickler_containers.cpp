@@ -224,7 +224,7 @@ bool PicklerCore::save_dict(PyObject* obj) {
         if (PyDict_CheckExact(obj) && proto > 0) {
             ok = with_recursion_guard([&] { return batch_dict_exact(obj); });
         } else {
-            Ref items = Ref::steal(PyObject_CallMethodNoArgs(obj, state().names.items));
+            Ref items = Ref::steal(PyObject_CallMethodNoArgs(obj, st().names.items));
             Ref iter = Ref::steal(items ? PyObject_GetIter(items.get()) : nullptr);
             ok = iter && with_recursion_guard([&] { return batch_dict(iter.get()); });
         }

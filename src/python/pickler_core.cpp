@@ -31,14 +31,14 @@ class PicklerCore::StreamSink final : public Sink {
     PicklerCore& core_;
 };
 
-PicklerCore::PicklerCore() : writer(output_.storage()) {}
+PicklerCore::PicklerCore(ModuleState& state) : state_(&state), writer(output_.storage()) {}
 
 PicklerCore::~PicklerCore() { clear_memo(); }
 
 bool PicklerCore::set_protocol(PyObject* protocol, bool fix) {
     long value;
     if (!protocol || protocol == Py_None) {
-        value = state().default_protocol;
+        value = st().default_protocol;
     } else {
         value = PyLong_AsLong(protocol);
         if (value == -1 && PyErr_Occurred()) return false;
@@ -66,7 +66,7 @@ bool PicklerCore::set_buffer_callback(PyObject* callback) {
 }
 
 bool PicklerCore::set_output_file(PyObject* file) {
-    if (lookup_attr(file, state().names.write, write) < 0) return false;
+    if (lookup_attr(file, st().names.write, write) < 0) return false;
     if (!write) {
         PyErr_SetString(PyExc_TypeError, "file must have a 'write' attribute");
         return false;
@@ -112,7 +112,7 @@ int PicklerCore::traverse(visitproc visit, void* arg) {
 }
 
 bool PicklerCore::writer_failed() {
-    raise_core_error(writer.error(), /*unpickling=*/false);
+    raise_core_error(st(), writer.error(), /*unpickling=*/false);
     return false;
 }
 
@@ -170,7 +170,7 @@ int PicklerCore::save_pers(PyObject* obj) {
     Ref text = Ref::steal(PyObject_Str(pid.get()));
     if (!text) return -1;
     if (!PyUnicode_IS_ASCII(text.get())) {
-        PyErr_SetString(state().PicklingError,
+        PyErr_SetString(st().PicklingError,
                         "persistent IDs in protocol 0 must be ASCII strings");
         return -1;
     }
@@ -244,7 +244,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
     // object's own __reduce_ex__ / __reduce__.
     Ref reduce_func;
     if (!dispatch_table) {
-        PyObject* found = PyDict_GetItemWithError(state().dispatch_table,
+        PyObject* found = PyDict_GetItemWithError(st().dispatch_table,
                                                   reinterpret_cast<PyObject*>(type));
         if (!found && PyErr_Occurred()) return false;
         reduce_func = Ref::borrow(found);
@@ -268,7 +268,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
             const int written = save_plain_instance(obj, certificate);
             if (written != 0) return written > 0;
         }
-        const Names& names = state().names;
+        const Names& names = st().names;
         if (lookup_attr(obj, names.__reduce_ex__, reduce_func) < 0) return false;
         if (reduce_func) {
             Ref protocol = Ref::steal(PyLong_FromLong(proto));
@@ -278,7 +278,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
         } else {
             if (lookup_attr(obj, names.__reduce__, reduce_func) < 0) return false;
             if (!reduce_func) {
-                PyErr_Format(state().PicklingError, "can't pickle '%.200s' object: %R",
+                PyErr_Format(st().PicklingError, "can't pickle '%.200s' object: %R",
                              type->tp_name, obj);
                 return false;
             }
@@ -292,7 +292,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
 bool PicklerCore::save_reduce_value(PyObject* obj, PyObject* reduce_value) {
     if (PyUnicode_Check(reduce_value)) return save_global(obj, reduce_value);
     if (!PyTuple_Check(reduce_value)) {
-        PyErr_SetString(state().PicklingError, "__reduce__ must return a string or tuple");
+        PyErr_SetString(st().PicklingError, "__reduce__ must return a string or tuple");
         return false;
     }
     return save_reduce(reduce_value, obj);
@@ -314,7 +314,7 @@ bool PicklerCore::dump_unguarded(PyObject* obj, PyObject* owner) {
     // The hook is looked up on every dump, as the stdlib does, and dropped afterwards so
     // the pickler does not keep a bound method of itself alive.
     reducer_override_.reset();
-    if (owner && lookup_attr(owner, state().names.reducer_override, reducer_override_) < 0)
+    if (owner && lookup_attr(owner, st().names.reducer_override, reducer_override_) < 0)
         return false;
 
     StreamSink sink(*this);

@@ -9,23 +9,24 @@ namespace picklex::py {
 
 namespace {
 
-/// The module functions reuse one PicklerCore (its memo table and scratch buffer survive
-/// between calls); a nested call, from a __reduce__ that pickles, gets a fresh one.
+/// The module functions reuse one PicklerCore per interpreter (its memo table and scratch
+/// buffer survive between calls); a nested call, from a __reduce__ that pickles, gets a
+/// fresh one.
 class CoreLease {
   public:
-    CoreLease() {
-        if (!cached_busy_) {
-            if (!cached_) cached_ = new PicklerCore();
-            cached_busy_ = true;
-            core_ = cached_;
+    explicit CoreLease(ModuleState& st) : st_(st) {
+        if (!st.spare_pickler_busy) {
+            if (!st.spare_pickler) st.spare_pickler = new PicklerCore(st);
+            st.spare_pickler_busy = true;
+            core_ = st.spare_pickler;
         } else {
-            core_ = new PicklerCore();
+            core_ = new PicklerCore(st);
         }
     }
     ~CoreLease() {
-        if (core_ == cached_) {
+        if (core_ == st_.spare_pickler) {
             core_->reset_for_reuse();
-            cached_busy_ = false;
+            st_.spare_pickler_busy = false;
         } else {
             delete core_;
         }
@@ -36,9 +37,8 @@ class CoreLease {
     PicklerCore* operator->() const { return core_; }
 
   private:
+    ModuleState& st_;
     PicklerCore* core_;
-    static inline PicklerCore* cached_ = nullptr;
-    static inline bool cached_busy_ = false;
 };
 
 /// Protocol, fix_imports and buffer_callback from the call, applied to `core`.
@@ -50,18 +50,18 @@ bool configure(PicklerCore& core, PyObject* protocol, PyObject* fix_imports_arg,
            core.set_buffer_callback(buffer_callback ? buffer_callback : Py_None);
 }
 
-PyObject* module_dumps(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* module_dumps(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     static const Param params[] = {
         {"obj", false, true}, {"protocol"}, {"fix_imports", true}, {"buffer_callback", true}};
     PyObject* values[4];
     if (!parse_args("dumps", params, args, nargs, kwnames, values)) return nullptr;
-    CoreLease core;
+    CoreLease core(state_of_module(module));
     if (!configure(*core, values[1], values[2], values[3])) return nullptr;
     if (!core->dump(values[0], nullptr)) return nullptr;
     return core->take_result();
 }
 
-PyObject* module_dump(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* module_dump(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     static const Param params[] = {{"obj", false, true},
                                    {"file", false, true},
                                    {"protocol"},
@@ -69,7 +69,7 @@ PyObject* module_dump(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObje
                                    {"buffer_callback", true}};
     PyObject* values[5];
     if (!parse_args("dump", params, args, nargs, kwnames, values)) return nullptr;
-    CoreLease core;
+    CoreLease core(state_of_module(module));
     if (!configure(*core, values[2], values[3], values[4]) || !core->set_output_file(values[1]))
         return nullptr;
     if (!core->dump(values[0], nullptr)) return nullptr;
@@ -93,10 +93,15 @@ PyMethodDef pickler_functions[] = {
 
 } // namespace
 
-bool add_pickler_api(PyObject* module) {
-    if (!ready_pickler_types()) return false;
-    PyObject* type = reinterpret_cast<PyObject*>(pickler_type());
-    if (PyModule_AddObjectRef(module, "Pickler", type) < 0) return false;
+void clear_spare_pickler(ModuleState& st) noexcept {
+    // A lease in progress (a module clear from inside a dump) keeps the core it holds.
+    if (st.spare_pickler_busy) return;
+    delete st.spare_pickler;
+    st.spare_pickler = nullptr;
+}
+
+bool add_pickler_api(PyObject* module, ModuleState& st) {
+    if (!add_pickler_types(module, st)) return false;
     return PyModule_AddFunctions(module, pickler_functions) == 0;
 }
 

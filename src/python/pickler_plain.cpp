@@ -20,50 +20,17 @@ namespace picklex::py {
 
 namespace {
 
-/// What object.__reduce_ex__ passes to copyreg.__newobj__ after the class.
-enum class NewArgs : unsigned char {
-    none,  ///< an ordinary class: no arguments
-    items, ///< a namedtuple: its items, from __getnewargs__ (tuple(self))
-};
-
-struct Certificate {
-    PyTypeObject* type = nullptr;
-    unsigned int version = 0;
-    Py_ssize_t slot_count = 0; ///< len(__slotnames__), which takes part in a layout check
-    NewArgs new_args = NewArgs::none;
-};
-
-/// The code object every namedtuple's __getnewargs__ shares (borrowed; nullptr if unknown).
-PyObject* namedtuple_getnewargs_code() {
-    static PyObject* code = [] {
-        Ref collections = Ref::steal(PyImport_ImportModule("collections"));
-        Ref factory = Ref::steal(collections ? PyObject_GetAttrString(collections.get(), "namedtuple")
-                                             : nullptr);
-        Ref probe = Ref::steal(factory ? PyObject_CallFunction(factory.get(), "ss", "probe", "a")
-                                       : nullptr);
-        Ref method = Ref::steal(probe ? PyObject_GetAttrString(probe.get(), "__getnewargs__") : nullptr);
-        PyObject* found = method && PyFunction_Check(method.get())
-                              ? Py_NewRef(PyFunction_GET_CODE(method.get()))
-                              : nullptr;
-        PyErr_Clear();
-        return found;
-    }();
-    return code;
-}
-
 /// The class's cached __slotnames__ list (borrowed), or nullptr.
-PyObject* slotnames_of(PyTypeObject* type) {
-    PyObject* names = PyDict_GetItemWithError(type->tp_dict, state().names.__slotnames__);
+PyObject* slotnames_of(const ModuleState& st, PyTypeObject* type) {
+    PyObject* names = PyDict_GetItemWithError(type->tp_dict, st.names.__slotnames__);
     if (!names) PyErr_Clear();
     return names && PyList_CheckExact(names) ? names : nullptr;
 }
 
 // Direct-mapped: a miss only costs one slow-path reduction, which re-certifies.
-constexpr std::size_t kCertificateSlots = 256;
-Certificate g_certificates[kCertificateSlots];
-
-std::size_t slot_of(PyTypeObject* type) {
-    return (reinterpret_cast<std::uintptr_t>(type) >> 6) & (kCertificateSlots - 1);
+Certificate& certificate_slot(ModuleState& st, PyTypeObject* type) {
+    return st.certificates[(reinterpret_cast<std::uintptr_t>(type) >> 6) &
+                           (ModuleState::kCertificateSlots - 1)];
 }
 
 bool has_valid_version(PyTypeObject* type) {
@@ -75,8 +42,8 @@ PyObject* object_attribute(PyObject* name) { return _PyType_Lookup(&PyBaseObject
 
 /// Whether every hook object.__reduce_ex__ consults resolves to object's default, or for
 /// NewArgs::items, to namedtuple's __getnewargs__.
-bool has_default_reduction(PyTypeObject* type, NewArgs new_args) {
-    const Names& names = state().names;
+bool has_default_reduction(const ModuleState& st, PyTypeObject* type, NewArgs new_args) {
+    const Names& names = st.names;
     const bool items = new_args == NewArgs::items;
     if (!PyType_HasFeature(type, Py_TPFLAGS_HEAPTYPE) || type->tp_getattro != PyObject_GenericGetAttr ||
         (items ? !PyType_IsSubtype(type, &PyTuple_Type) : type->tp_itemsize != 0))
@@ -97,7 +64,7 @@ bool has_default_reduction(PyTypeObject* type, NewArgs new_args) {
     PyObject* getnewargs = _PyType_Lookup(type, names.__getnewargs__);
     if (items) {
         if (!getnewargs || !PyFunction_Check(getnewargs) ||
-            PyFunction_GET_CODE(getnewargs) != namedtuple_getnewargs_code())
+            PyFunction_GET_CODE(getnewargs) != st.namedtuple_getnewargs)
             return false;
     } else if (getnewargs) {
         return false;
@@ -117,9 +84,9 @@ PyObject* instance_dict(PyObject* obj) {
 /// The state object.__getstate__ returns for a certified class: None, the instance dict,
 /// or (dict or None, {slot: value}) when slot attributes are set. New reference, or nullptr
 /// with an exception.
-PyObject* default_state(PyObject* obj, PyObject* dict) {
+PyObject* default_state(const ModuleState& st, PyObject* obj, PyObject* dict) {
     PyObject* base = dict && PyDict_GET_SIZE(dict) ? dict : Py_None;
-    PyObject* slotnames = PyDict_GetItemWithError(Py_TYPE(obj)->tp_dict, state().names.__slotnames__);
+    PyObject* slotnames = PyDict_GetItemWithError(Py_TYPE(obj)->tp_dict, st.names.__slotnames__);
     if (!slotnames || !PyList_CheckExact(slotnames)) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "__slotnames__ vanished");
         return nullptr;
@@ -157,9 +124,9 @@ bool same_state(PyObject* actual, PyObject* expected) {
 }
 
 /// An instance attribute can shadow the non-data descriptors the reduction looks up.
-bool shadows_reduction(PyObject* dict) {
+bool shadows_reduction(const ModuleState& st, PyObject* dict) {
     if (!dict || PyDict_GET_SIZE(dict) == 0) return false;
-    const Names& names = state().names;
+    const Names& names = st.names;
     for (PyObject* name : {names.__reduce_ex__, names.__reduce__, names.__getstate__}) {
         if (PyDict_GetItemWithError(dict, name)) return true;
         if (PyErr_Occurred()) {
@@ -173,11 +140,11 @@ bool shadows_reduction(PyObject* dict) {
 } // namespace
 
 const void* PicklerCore::plain_certificate(PyTypeObject* type) const {
-    const Certificate& cert = g_certificates[slot_of(type)];
+    const Certificate& cert = certificate_slot(st(), type);
     if (cert.type != type || cert.version != type->tp_version_tag || !has_valid_version(type))
         return nullptr;
     // The list can be mutated in place without a new version tag.
-    PyObject* slotnames = slotnames_of(type);
+    PyObject* slotnames = slotnames_of(st(), type);
     return slotnames && PyList_GET_SIZE(slotnames) == cert.slot_count ? &cert : nullptr;
 }
 
@@ -190,7 +157,7 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
     PyObject* callable = PyTuple_GET_ITEM(reduce_value, 0);
     PyObject* args = PyTuple_GET_ITEM(reduce_value, 1);
     PyObject* state_obj = PyTuple_GET_ITEM(reduce_value, 2);
-    if (callable != state().copyreg_newobj || !PyTuple_CheckExact(args) ||
+    if (callable != st().copyreg_newobj || !PyTuple_CheckExact(args) ||
         PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_ITEM(args, 0) != reinterpret_cast<PyObject*>(type) ||
         PyTuple_GET_ITEM(reduce_value, 3) != Py_None || PyTuple_GET_ITEM(reduce_value, 4) != Py_None)
         return;
@@ -205,32 +172,32 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
     } else if (PyTuple_GET_SIZE(args) != 1) {
         return;
     }
-    if (!has_default_reduction(type, new_args)) {
+    if (!has_default_reduction(st(), type, new_args)) {
         PyErr_Clear();
         return;
     }
-    Ref expected = Ref::steal(default_state(obj, instance_dict(obj)));
+    Ref expected = Ref::steal(default_state(st(), obj, instance_dict(obj)));
     if (!expected) {
         PyErr_Clear();
         return;
     }
     if (!same_state(state_obj, expected.get())) return;
-    PyObject* slotnames = slotnames_of(type);
+    PyObject* slotnames = slotnames_of(st(), type);
     if (slotnames && has_valid_version(type))
-        g_certificates[slot_of(type)] =
+        certificate_slot(st(), type) =
             Certificate{type, type->tp_version_tag, PyList_GET_SIZE(slotnames), new_args};
 }
 
 int PicklerCore::save_plain_instance(PyObject* obj, const void* certificate) {
     const auto& cert = *static_cast<const Certificate*>(certificate);
     PyObject* dict = instance_dict(obj);
-    if (shadows_reduction(dict)) return 0;
+    if (shadows_reduction(st(), dict)) return 0;
     // Built before anything is written, as object.__reduce_ex__ does.
     Ref args = Ref::steal(cert.new_args == NewArgs::items
                               ? PyTuple_GetSlice(obj, 0, PyTuple_GET_SIZE(obj))
-                              : Py_NewRef(state().empty_tuple));
+                              : Py_NewRef(st().empty_tuple));
     if (!args) return -1;
-    Ref state_obj = Ref::steal(default_state(obj, dict));
+    Ref state_obj = Ref::steal(default_state(st(), obj, dict));
     if (!state_obj) return -1;
     if (state_obj.get() == Py_None) state_obj.reset();
     if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(args.get())) return -1;

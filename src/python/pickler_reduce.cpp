@@ -38,8 +38,8 @@ PyObject* deep_attribute(PyObject* root, PyObject* path, Ref* parent) {
 }
 
 /// The name of the module that holds `global`: its __module__, else a search of sys.modules.
-PyObject* which_module(PyObject* global, PyObject* path) {
-    const Names& names = state().names;
+PyObject* which_module(const ModuleState& st, PyObject* global, PyObject* path) {
+    const Names& names = st.names;
     Ref module_name;
     if (lookup_attr(global, names.__module__, module_name) < 0) return nullptr;
     if (module_name && module_name.get() != Py_None) return module_name.release();
@@ -81,14 +81,14 @@ PyObject* which_module(PyObject* global, PyObject* path) {
     return Py_NewRef(names.__main__);
 }
 
-bool builtin_import_in_use();
+bool builtin_import_in_use(const ModuleState& st);
 
 /// The module named `name`, as PyImport_Import gives it. An already imported, fully
 /// initialized module is taken from sys.modules directly when __import__ is the builtin one:
 /// that is what PyImport_Import returns then, minus a call into the import system that
 /// costs more than pickling a small message.
-PyObject* import_module(PyObject* name) {
-    if (state().builtins_import && PyUnicode_CheckExact(name) && builtin_import_in_use()) {
+PyObject* import_module(const ModuleState& st, PyObject* name) {
+    if (st.builtins_import && PyUnicode_CheckExact(name) && builtin_import_in_use(st)) {
         // PyImport_GetModule skips (and waits for) modules still being initialized.
         PyObject* module = PyImport_GetModule(name);
         if (module || PyErr_Occurred()) return module;
@@ -97,8 +97,7 @@ PyObject* import_module(PyObject* name) {
 }
 
 /// Protocol < 3 with fix_imports: map Python 3 names back to Python 2's.
-bool fix_imports_3to2(Ref& module_name, Ref& global_name) {
-    const ModuleState& st = state();
+bool fix_imports_3to2(const ModuleState& st, Ref& module_name, Ref& global_name) {
     Ref key = Ref::steal(PyTuple_Pack(2, module_name.get(), global_name.get()));
     if (!key) return false;
     PyObject* item = PyDict_GetItemWithError(st.name_mapping_3to2, key.get());
@@ -137,10 +136,10 @@ bool fix_imports_3to2(Ref& module_name, Ref& global_name) {
 }
 
 /// A module or global name for the GLOBAL text opcode: UTF-8 at protocol 3, else ASCII.
-PyObject* encode_global_line(PyObject* text, int proto, const char* what) {
+PyObject* encode_global_line(const ModuleState& st, PyObject* text, int proto, const char* what) {
     PyObject* encoded = proto == 3 ? PyUnicode_AsUTF8String(text) : PyUnicode_AsASCIIString(text);
     if (!encoded && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
-        PyErr_Format(state().PicklingError, "can't pickle %s identifier '%S' using pickle protocol %i",
+        PyErr_Format(st.PicklingError, "can't pickle %s identifier '%S' using pickle protocol %i",
                      what, text, proto);
     }
     return encoded;
@@ -165,25 +164,17 @@ namespace {
 /// reference to its object, so the address cannot be reused) and re-checked on each use
 /// with dictionary lookups only: the same __module__/__qualname__, the same module in
 /// sys.modules under the builtin __import__, the same object under that name.
-struct GlobalCacheEntry {
-    PyObject* obj = nullptr;
-    PyObject* module_name = nullptr;
-    PyObject* qualname = nullptr;
-    PyObject* module = nullptr;
-};
-constexpr std::size_t kGlobalCacheSlots = 256;
-GlobalCacheEntry g_global_cache[kGlobalCacheSlots];
-
-GlobalCacheEntry& global_cache_slot(PyObject* obj) {
-    return g_global_cache[(reinterpret_cast<std::uintptr_t>(obj) >> 4) % kGlobalCacheSlots];
+GlobalCacheEntry& global_cache_slot(ModuleState& st, PyObject* obj) {
+    return st.global_cache[(reinterpret_cast<std::uintptr_t>(obj) >> 4) %
+                           ModuleState::kGlobalCacheSlots];
 }
 
-bool builtin_import_in_use() {
+bool builtin_import_in_use(const ModuleState& st) {
     PyObject* builtins = PyEval_GetBuiltins(); // borrowed
     if (!builtins) return false;
-    PyObject* current = PyDict_GetItemWithError(builtins, state().names.__import__);
+    PyObject* current = PyDict_GetItemWithError(builtins, st.names.__import__);
     if (!current) PyErr_Clear();
-    return current && current == state().builtins_import;
+    return current && current == st.builtins_import;
 }
 
 /// Whether `attr` of `obj` is still exactly `expected` (a str); never raises.
@@ -198,15 +189,15 @@ bool attribute_is(PyObject* obj, PyObject* attr, PyObject* expected) {
     return PyUnicode_Compare(value.get(), expected) == 0;
 }
 
-bool still_valid(const GlobalCacheEntry& e) {
+bool still_valid(const ModuleState& st, const GlobalCacheEntry& e) {
     // An extension type's names come from its tp_name and cannot change.
     const bool fixed_names = PyType_Check(e.obj) &&
                              !PyType_HasFeature(reinterpret_cast<PyTypeObject*>(e.obj), Py_TPFLAGS_HEAPTYPE);
-    const Names& names = state().names;
+    const Names& names = st.names;
     if (!fixed_names && (!attribute_is(e.obj, names.__qualname__, e.qualname) ||
                          !attribute_is(e.obj, names.__module__, e.module_name)))
         return false;
-    if (!builtin_import_in_use()) return false;
+    if (!builtin_import_in_use(st)) return false;
     PyObject* module = PyDict_GetItemWithError(PyImport_GetModuleDict(), e.module_name);
     if (module != e.module || !PyModule_CheckExact(module)) {
         PyErr_Clear();
@@ -217,11 +208,11 @@ bool still_valid(const GlobalCacheEntry& e) {
     return found == e.obj;
 }
 
-void remember_global(PyObject* obj, const ResolvedGlobal& g) {
+void remember_global(ModuleState& st, PyObject* obj, const ResolvedGlobal& g) {
     if (g.parent.get() != g.module.get() || !PyUnicode_CheckExact(g.global_name.get()) ||
         !PyUnicode_CheckExact(g.module_name.get()) || !PyModule_CheckExact(g.module.get()))
         return;
-    GlobalCacheEntry& e = global_cache_slot(obj);
+    GlobalCacheEntry& e = global_cache_slot(st, obj);
     GlobalCacheEntry old = e;
     e = GlobalCacheEntry{Py_NewRef(obj), Py_NewRef(g.module_name.get()),
                          Py_NewRef(g.global_name.get()), Py_NewRef(g.module.get())};
@@ -233,8 +224,7 @@ void remember_global(PyObject* obj, const ResolvedGlobal& g) {
 
 /// Find `obj` by its name (or `name`, from a __reduce__ that returned a string) and check
 /// that the name leads back to it, raising the stdlib's errors otherwise.
-bool resolve_global(PyObject* obj, PyObject* name, ResolvedGlobal& g) {
-    const ModuleState& st = state();
+bool resolve_global(const ModuleState& st, PyObject* obj, PyObject* name, ResolvedGlobal& g) {
     g.global_name = Ref::borrow(name);
     if (!g.global_name) {
         if (lookup_attr(obj, st.names.__qualname__, g.global_name) < 0) return false;
@@ -245,9 +235,9 @@ bool resolve_global(PyObject* obj, PyObject* name, ResolvedGlobal& g) {
     }
     Ref path = Ref::steal(dotted_path(g.global_name.get()));
     if (!path) return false;
-    g.module_name = Ref::steal(which_module(obj, path.get()));
+    g.module_name = Ref::steal(which_module(st, obj, path.get()));
     if (!g.module_name) return false;
-    g.module = Ref::steal(import_module(g.module_name.get()));
+    g.module = Ref::steal(import_module(st, g.module_name.get()));
     if (!g.module) {
         PyErr_Format(st.PicklingError, "Can't pickle %R: import of module %R failed", obj,
                      g.module_name.get());
@@ -272,28 +262,37 @@ bool resolve_global(PyObject* obj, PyObject* name, ResolvedGlobal& g) {
 
 bool PicklerCore::save_global(PyObject* obj, PyObject* name) {
     ResolvedGlobal g;
-    const GlobalCacheEntry& cached = global_cache_slot(obj);
-    if (!name && cached.obj == obj && still_valid(cached)) {
+    const GlobalCacheEntry& cached = global_cache_slot(st(), obj);
+    if (!name && cached.obj == obj && still_valid(st(), cached)) {
         g.module_name = Ref::borrow(cached.module_name);
         g.global_name = Ref::borrow(cached.qualname);
         g.module = Ref::borrow(cached.module);
         g.parent = Ref::borrow(cached.module);
         g.lastname = Ref::borrow(cached.qualname);
     } else {
-        if (!resolve_global(obj, name, g)) return false;
-        if (!name) remember_global(obj, g);
+        if (!resolve_global(st(), obj, name, g)) return false;
+        if (!name) remember_global(st(), obj, g);
     }
     return write_global(obj, g);
 }
 
 bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
-    const ModuleState& st = state();
+    const ModuleState& st = this->st();
     if (proto >= 2 && PyDict_GET_SIZE(st.extension_registry) != 0) {
         // A registered extension code replaces the name altogether.
         Ref key = Ref::steal(PyTuple_Pack(2, g.module_name.get(), g.global_name.get()));
         if (!key) return false;
         PyObject* code_obj = PyDict_GetItemWithError(st.extension_registry, key.get());
         if (code_obj) {
+#if PY_VERSION_HEX >= 0x030D0000
+            // 3.13 converts the code as an index and reports a bad one as a RuntimeError.
+            const long code = PyLong_AsLong(code_obj);
+            if (code == -1 && PyErr_Occurred()) return false;
+            if (code <= 0 || code > 0x7fffffffL) {
+                PyErr_Format(PyExc_RuntimeError, "extension code %ld is out of range", code);
+                return false;
+            }
+#else
             if (!PyLong_Check(code_obj)) {
                 PyErr_Format(st.PicklingError,
                              "Can't pickle %R: extension code %R isn't an integer", obj, code_obj);
@@ -306,6 +305,7 @@ bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
                                  "Can't pickle %R: extension code %ld is out of range", obj, code);
                 return false;
             }
+#endif
             return writer.save_ext(static_cast<std::uint32_t>(code)) || writer_failed();
         }
         if (PyErr_Occurred()) return false;
@@ -313,28 +313,57 @@ bool PicklerCore::write_global(PyObject* obj, ResolvedGlobal& g) {
 
     const bool top_level = g.parent.get() == g.module.get();
     Ref global_name = top_level ? Ref::borrow(g.lastname.get()) : Ref::borrow(g.global_name.get());
-    Ref module_name = Ref::borrow(g.module_name.get());
     if (proto >= 4) {
-        if (!save(module_name.get()) || !save(global_name.get())) return false;
+        if (!save(g.module_name.get()) || !save(global_name.get())) return false;
         if (!writer.write_op(Op::STACK_GLOBAL)) return writer_failed();
-    } else if (!top_level) {
-        // A nested name before protocol 4: getattr(parent, lastname).
-        Ref reduce_value = Ref::steal(
-            Py_BuildValue("(O(OO))", st.builtins_getattr, g.parent.get(), g.lastname.get()));
-        if (!reduce_value || !save_reduce(reduce_value.get(), nullptr)) return false;
-    } else {
-        if (proto < 3 && fix_imports && !fix_imports_3to2(module_name, global_name)) return false;
-        Ref module_line = Ref::steal(encode_global_line(module_name.get(), proto, "module"));
-        if (!module_line) return false;
-        Ref name_line = Ref::steal(encode_global_line(global_name.get(), proto, "global"));
-        if (!name_line) return false;
-        const std::string_view m(PyBytes_AS_STRING(module_line.get()),
-                                 static_cast<std::size_t>(PyBytes_GET_SIZE(module_line.get())));
-        const std::string_view n(PyBytes_AS_STRING(name_line.get()),
-                                 static_cast<std::size_t>(PyBytes_GET_SIZE(name_line.get())));
-        if (!writer.save_global_text(m, n)) return writer_failed();
+    } else if (top_level) {
+        if (!write_global_text(g.module_name.get(), global_name.get())) return false;
+    } else if (!write_nested_global(g)) {
+        return false;
     }
     return memo_put(obj);
+}
+
+bool PicklerCore::write_global_text(PyObject* module, PyObject* name) {
+    Ref module_name = Ref::borrow(module);
+    Ref global_name = Ref::borrow(name);
+    if (proto < 3 && fix_imports && !fix_imports_3to2(st(), module_name, global_name)) return false;
+    Ref module_line = Ref::steal(encode_global_line(st(), module_name.get(), proto, "module"));
+    if (!module_line) return false;
+    Ref name_line = Ref::steal(encode_global_line(st(), global_name.get(), proto, "global"));
+    if (!name_line) return false;
+    const std::string_view m(PyBytes_AS_STRING(module_line.get()),
+                             static_cast<std::size_t>(PyBytes_GET_SIZE(module_line.get())));
+    const std::string_view n(PyBytes_AS_STRING(name_line.get()),
+                             static_cast<std::size_t>(PyBytes_GET_SIZE(name_line.get())));
+    return writer.save_global_text(m, n) || writer_failed();
+}
+
+bool PicklerCore::write_nested_global(const ResolvedGlobal& g) {
+    const ModuleState& st = this->st();
+#if PY_VERSION_HEX >= 0x030D0000
+    // 3.13 spells a.b.c as getattr(getattr(GLOBAL a, 'b'), 'c'): the outer name is written
+    // by name and not memoized, so a class whose qualname leads through itself still pickles.
+    Ref path = Ref::steal(dotted_path(g.global_name.get()));
+    if (!path) return false;
+    const Py_ssize_t parts = PyList_GET_SIZE(path.get());
+    for (Py_ssize_t i = 1; i < parts; ++i) {
+        if (!save(st.builtins_getattr)) return false;
+        if (proto < 2 && !writer.write_op(Op::MARK)) return writer_failed();
+    }
+    if (!write_global_text(g.module_name.get(), PyList_GET_ITEM(path.get(), 0))) return false;
+    for (Py_ssize_t i = 1; i < parts; ++i) {
+        if (!save(PyList_GET_ITEM(path.get(), i))) return false;
+        if (!writer.write_op(proto < 2 ? Op::TUPLE : Op::TUPLE2) || !writer.write_op(Op::REDUCE))
+            return writer_failed();
+    }
+    return true;
+#else
+    // Before 3.13: getattr(parent, lastname), the parent pickled (and memoized) as a global.
+    Ref reduce_value = Ref::steal(
+        Py_BuildValue("(O(OO))", st.builtins_getattr, g.parent.get(), g.lastname.get()));
+    return reduce_value && save_reduce(reduce_value.get(), nullptr);
+#endif
 }
 
 bool PicklerCore::save_type(PyObject* obj) {
@@ -350,7 +379,7 @@ bool PicklerCore::save_type(PyObject* obj) {
 }
 
 bool PicklerCore::save_reduce(PyObject* args, PyObject* obj) {
-    const ModuleState& st = state();
+    const ModuleState& st = this->st();
     const Py_ssize_t size = PyTuple_GET_SIZE(args);
     if (size < 2 || size > 6) {
         PyErr_SetString(st.PicklingError,

@@ -47,9 +47,11 @@ using PicklerMemoProxy = MemoProxy<PicklerMemo>;
 // ---- lifecycle ----
 
 PyObject* Pickler_new(PyTypeObject* type, PyObject*, PyObject*) {
+    ModuleState* st = state_of_type(type);
+    if (!st) return nullptr;
     PyObject* self = type->tp_alloc(type, 0);
     if (!self) return nullptr;
-    new (&core_of(self)) PicklerCore();
+    new (&core_of(self)) PicklerCore(*st);
     return self;
 }
 
@@ -67,8 +69,25 @@ void Pickler_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     core_of(self).~PicklerCore();
-    // A subclass's type reference is dropped by CPython's subtype dealloc, not here.
     type->tp_free(self);
+    // Instances own a reference to their heap type (a subclass's dealloc leaves it to us).
+    Py_DECREF(type);
+}
+
+#if PICKLEX_HOOKS_ARE_METHODS
+PyObject* Pickler_persistent_id(PyObject*, PyObject*) { Py_RETURN_NONE; }
+#endif
+
+/// Take persistent_id as the instance shows it now (a subclass method, an attribute).
+bool refresh_persistent_id(PyObject* self) {
+    PicklerCore& core = core_of(self);
+#if PICKLEX_HOOKS_ARE_METHODS
+    return init_hook_ref(self, core.st().names.persistent_id, Pickler_persistent_id, core.pers_func,
+                         core.pers_func_self) == 0;
+#else
+    return init_method_ref(self, core.st().names.persistent_id, core.pers_func,
+                           core.pers_func_self) == 0;
+#endif
 }
 
 int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
@@ -87,11 +106,10 @@ int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
         return -1;
     core.clear_memo();
     core.fast = 0;
-    if (init_method_ref(self, state().names.persistent_id, core.pers_func, core.pers_func_self) < 0)
-        return -1;
+    if (!refresh_persistent_id(self)) return -1;
     // An instance-level table set before __init__ wins over a class attribute.
     if (!core.dispatch_table &&
-        lookup_attr(self, state().names.dispatch_table, core.dispatch_table) < 0)
+        lookup_attr(self, core.st().names.dispatch_table, core.dispatch_table) < 0)
         return -1;
     return 0;
 }
@@ -101,10 +119,14 @@ int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
 PyObject* Pickler_dump(PyObject* self, PyObject* obj) {
     PicklerCore& core = core_of(self);
     if (!core.write) {
-        PyErr_Format(state().PicklingError, "Pickler.__init__() was not called by %s.__init__()",
+        PyErr_Format(core.st().PicklingError, "Pickler.__init__() was not called by %s.__init__()",
                      Py_TYPE(self)->tp_name);
         return nullptr;
     }
+#if PICKLEX_HOOKS_ARE_METHODS
+    // The hook is a method from 3.13 on, looked up on each dump as _pickle does.
+    if (!refresh_persistent_id(self)) return nullptr;
+#endif
     if (!core.dump(obj, self)) return nullptr;
     Py_RETURN_NONE;
 }
@@ -130,6 +152,9 @@ PyMethodDef Pickler_methods[] = {
      "seen, so that shared or recursive objects are pickled by reference and not by value. "
      "This method is useful when re-using picklers."},
     {"__sizeof__", Pickler_sizeof, METH_NOARGS, "Returns size in memory, in bytes."},
+#if PICKLEX_HOOKS_ARE_METHODS
+    {"persistent_id", Pickler_persistent_id, METH_O, nullptr},
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -141,16 +166,19 @@ bool refuse_deletion(PyObject* value) {
     return true;
 }
 
-PyObject* Pickler_get_memo(PyObject* self, void*) { return PicklerMemoProxy::create(self); }
+PyObject* Pickler_get_memo(PyObject* self, void*) {
+    return PicklerMemoProxy::create(core_of(self).st().pickler_memo_type, self);
+}
 
 int Pickler_set_memo(PyObject* self, PyObject* value, void*) {
     if (refuse_deletion(value)) return -1;
     PicklerCore& core = core_of(self);
     // Build the new table aside so a bad entry leaves the old memo untouched.
-    PicklerCore fresh;
-    if (PicklerMemoProxy::is_proxy(value)) {
+    PyTypeObject* proxy_type = core.st().pickler_memo_type;
+    PicklerCore fresh(core.st());
+    if (PicklerMemoProxy::is_proxy(proxy_type, value)) {
         bool ok = true;
-        if (PyObject* other = PicklerMemoProxy::owner_of(value))
+        if (PyObject* other = PicklerMemoProxy::owner_of(proxy_type, value))
             core_of(other).memo.for_each([&](const void* key, std::size_t index) {
                 ok = ok && fresh.memo_set(static_cast<PyObject*>(const_cast<void*>(key)), index);
             });
@@ -182,6 +210,7 @@ int Pickler_set_memo(PyObject* self, PyObject* value, void*) {
     return 0;
 }
 
+#if !PICKLEX_HOOKS_ARE_METHODS
 PyObject* Pickler_get_persistent_id(PyObject* self, void*) {
     PicklerCore& core = core_of(self);
     if (!core.pers_func) {
@@ -203,6 +232,7 @@ int Pickler_set_persistent_id(PyObject* self, PyObject* value, void*) {
     core.pers_func = Ref::borrow(value);
     return 0;
 }
+#endif
 
 PyObject* Pickler_get_dispatch_table(PyObject* self, void*) {
     PicklerCore& core = core_of(self);
@@ -232,7 +262,9 @@ template <int PicklerCore::*Field> int set_int_field(PyObject* self, PyObject* v
 
 PyGetSetDef Pickler_getsets[] = {
     {"memo", Pickler_get_memo, Pickler_set_memo, nullptr, nullptr},
+#if !PICKLEX_HOOKS_ARE_METHODS
     {"persistent_id", Pickler_get_persistent_id, Pickler_set_persistent_id, nullptr, nullptr},
+#endif
     {"dispatch_table", Pickler_get_dispatch_table, Pickler_set_dispatch_table, nullptr, nullptr},
     {"bin", get_int_field<&PicklerCore::bin>, set_int_field<&PicklerCore::bin>, nullptr, nullptr},
     {"fast", get_int_field<&PicklerCore::fast>, set_int_field<&PicklerCore::fast>, nullptr, nullptr},
@@ -252,28 +284,31 @@ const char Pickler_doc[] =
     "part of the pickle stream. Otherwise it is called with each PickleBuffer; a false "
     "return value makes that buffer out-of-band. It requires protocol 5 or higher.";
 
-PyTypeObject PicklerType = [] {
-    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
-    type.tp_name = "picklex.Pickler";
-    type.tp_doc = Pickler_doc;
-    type.tp_basicsize = sizeof(PicklerObject);
-    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
-    type.tp_new = Pickler_new;
-    type.tp_init = Pickler_init;
-    type.tp_dealloc = Pickler_dealloc;
-    type.tp_traverse = Pickler_traverse;
-    type.tp_clear = Pickler_clear;
-    type.tp_methods = Pickler_methods;
-    type.tp_getset = Pickler_getsets;
-    return type;
-}();
+PyType_Slot Pickler_slots[] = {
+    {Py_tp_doc, const_cast<char*>(Pickler_doc)},
+    {Py_tp_new, reinterpret_cast<void*>(Pickler_new)},
+    {Py_tp_init, reinterpret_cast<void*>(Pickler_init)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Pickler_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Pickler_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Pickler_clear)},
+    {Py_tp_methods, Pickler_methods},
+    {Py_tp_getset, Pickler_getsets},
+    {0, nullptr},
+};
+
+PyType_Spec Pickler_spec = {
+    "picklex.Pickler", sizeof(PicklerObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | PICKLEX_TPFLAGS_IMMUTABLE,
+    Pickler_slots,
+};
 
 } // namespace
 
-PyTypeObject* pickler_type() { return &PicklerType; }
-
-bool ready_pickler_types() {
-    return PyType_Ready(&PicklerType) == 0 && PicklerMemoProxy::ready();
+bool add_pickler_types(PyObject* module, ModuleState& st) {
+    if (!(st.pickler_type = make_heap_type(module, &Pickler_spec))) return false;
+    if (!(st.pickler_memo_type = PicklerMemoProxy::make_type(module))) return false;
+    return PyModule_AddObjectRef(module, "Pickler", reinterpret_cast<PyObject*>(st.pickler_type)) ==
+           0;
 }
 
 } // namespace picklex::py

@@ -1,14 +1,14 @@
-// src/python/pickler_type.hpp: access to the Python Pickler type from the module code.
+// src/python/pickler_type.hpp: the Python Pickler type, made per interpreter.
 #pragma once
 
 #include "python.hpp"
 
 namespace picklex::py {
 
-/// The picklex.Pickler type object (ready after ready_pickler_types()).
-PyTypeObject* pickler_type();
+struct ModuleState;
 
-/// PyType_Ready for Pickler and PicklerMemoProxy; false with an exception set.
-bool ready_pickler_types();
+/// Create the Pickler and PicklerMemoProxy heap types into `st` and add Pickler to
+/// `module`. False with an exception set.
+bool add_pickler_types(PyObject* module, ModuleState& st);
 
 } // namespace picklex::py

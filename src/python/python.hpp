@@ -6,6 +6,28 @@
 
 #include <Python.h>
 
+// 3.13 made persistent_id and persistent_load methods of the Pickler and Unpickler types,
+// looked up on every dump()/load(); before, they were attributes read once by __init__.
+#define PICKLEX_HOOKS_ARE_METHODS (PY_VERSION_HEX >= 0x030D0000)
+
+#ifdef Py_GIL_DISABLED
+#error "picklex does not support free-threaded CPython builds yet: its per-interpreter caches \
+rely on the GIL (see docs/FREE_THREADING.md for what a free-threaded build needs)"
+#endif
+
+// Heap type flags that older interpreters lack: immutable types (3.10) and types that
+// cannot be instantiated from Python (3.10; before, tp_new is cleared after creation).
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+#define PICKLEX_TPFLAGS_IMMUTABLE Py_TPFLAGS_IMMUTABLETYPE
+#else
+#define PICKLEX_TPFLAGS_IMMUTABLE 0
+#endif
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define PICKLEX_TPFLAGS_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#else
+#define PICKLEX_TPFLAGS_NO_INSTANCES 0
+#endif
+
 #if PY_VERSION_HEX < 0x030A0000
 inline PyObject* Py_NewRef(PyObject* obj) {
     Py_INCREF(obj);
@@ -22,21 +44,29 @@ inline int PyModule_AddObjectRef(PyObject* module, const char* name, PyObject* v
     return status;
 }
 
-// The collector switches through the gc module before 3.10 added them to the C API.
+// The collector switches through the gc module before 3.10 added them to the C API. The
+// real functions never fail and leave the error indicator alone, so the shims keep an
+// exception that is already set (a load that is ending with an error) and swallow their own.
 namespace picklex::py::compat {
 inline int call_gc(const char* function) {
-    PyObject* gc = PyImport_ImportModule("gc");
-    if (!gc) return -1;
-    PyObject* result = PyObject_CallMethod(gc, function, nullptr);
-    Py_DECREF(gc);
-    if (!result) return -1;
-    const int truth = result == Py_None ? 0 : PyObject_IsTrue(result);
-    Py_DECREF(result);
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    int truth = 0;
+    if (PyObject* gc = PyImport_ImportModule("gc")) {
+        if (PyObject* result = PyObject_CallMethod(gc, function, nullptr)) {
+            truth = result == Py_None ? 0 : PyObject_IsTrue(result);
+            Py_DECREF(result);
+        }
+        Py_DECREF(gc);
+    }
+    if (truth < 0) truth = 0;
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
     return truth;
 }
 } // namespace picklex::py::compat
 
-inline int PyGC_IsEnabled() { return picklex::py::compat::call_gc("isenabled") > 0; }
+inline int PyGC_IsEnabled() { return picklex::py::compat::call_gc("isenabled"); }
 inline int PyGC_Enable() {
     const int was = PyGC_IsEnabled();
     picklex::py::compat::call_gc("enable");

@@ -79,4 +79,31 @@ inline int init_method_ref(PyObject* self, PyObject* name, Ref& func, PyObject*&
     return 0;
 }
 
+/// init_method_ref for a hook that the type itself defines as a method (persistent_id and
+/// persistent_load from 3.13 on): the type's own do-nothing method, `builtin`, counts as no
+/// hook at all, so the common case pays no call per object.
+inline int init_hook_ref(PyObject* self, PyObject* name, PyCFunction builtin, Ref& func,
+                         PyObject*& func_self) {
+    if (init_method_ref(self, name, func, func_self) < 0) return -1;
+    if (func && PyCFunction_Check(func.get()) && PyCFunction_GET_SELF(func.get()) == self &&
+        PyCFunction_GET_FUNCTION(func.get()) == builtin)
+        func.reset();
+    return 0;
+}
+
+/// A heap type of `module` from `spec` (new reference), or nullptr with an exception set.
+/// A type that Python code may not instantiate has PICKLEX_TPFLAGS_NO_INSTANCES in its spec.
+inline PyTypeObject* make_heap_type(PyObject* module, PyType_Spec* spec) {
+    auto* type = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, spec, nullptr));
+#if PY_VERSION_HEX < 0x030A0000
+    // Before Py_TPFLAGS_DISALLOW_INSTANTIATION, a spec without Py_tp_new inherits object's;
+    // every type here that has no constructor of its own is one of those.
+    bool has_new = false;
+    for (const PyType_Slot* slot = spec->slots; slot->slot; ++slot)
+        has_new = has_new || slot->slot == Py_tp_new;
+    if (type && !has_new) type->tp_new = nullptr;
+#endif
+    return type;
+}
+
 } // namespace picklex::py

@@ -14,10 +14,10 @@
 // is therefore handed out at most once per load; sharing across separate loads (the keys of
 // many small messages) is where the gain is. Ints are never memoized and share freely.
 //
-// The tables are direct-mapped and shared by every load in the process (all under the GIL;
-// they keep a few dozen KiB of objects alive). They are process-wide rather than part of a
-// load's machine because a spare machine is kept per thread and freed at thread exit without
-// the GIL: it must hold no Python objects. Each load gives up on a table when its values do
+// The tables are direct-mapped and shared by every load of one interpreter (they live in its
+// module state, under its GIL, and keep a few dozen KiB of objects alive). They are not part
+// of a load's machine because a spare machine is kept per thread and freed at thread exit
+// without the GIL: it must hold no Python objects. Each load gives up on a table when its values do
 // not repeat, so a stream of distinct values pays only for a short trial.
 #pragma once
 
@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "module_state.hpp"
 #include "picklex/stack_machine.hpp"
 
 namespace picklex::py {
@@ -65,25 +66,18 @@ inline void replace_entry(PyObject*& slot, PyObject* fresh) noexcept {
 
 // ---- ints ----
 
-struct IntCacheTable {
-    static constexpr std::size_t kSlots = 1024;
-    struct Entry {
-        std::int64_t value = 0;
-        PyObject* object = nullptr;
-    };
-    Entry slots[kSlots];
-};
-inline IntCacheTable g_int_cache_table;
-
 /// One load's use of the shared int table.
 class IntCache {
   public:
-    void rearm() noexcept { trial_.rearm(); }
+    void rearm(IntCacheTable& table) noexcept {
+        table_ = &table;
+        trial_.rearm();
+    }
 
     /// A new reference to an int equal to `value`, or nullptr with an exception set.
     PICKLEX_DECODE_INLINE PyObject* get(std::int64_t value) {
-        IntCacheTable::Entry& e = g_int_cache_table.slots[static_cast<std::uint64_t>(value) &
-                                                          (IntCacheTable::kSlots - 1)];
+        IntCacheTable::Entry& e =
+            table_->slots[static_cast<std::uint64_t>(value) & (IntCacheTable::kSlots - 1)];
         if (e.value == value && e.object && trial_.enabled()) [[likely]] {
             trial_.hit();
             return Py_NewRef(e.object);
@@ -102,6 +96,7 @@ class IntCache {
         return fresh;
     }
 
+    IntCacheTable* table_ = nullptr;
     CacheTrial trial_;
 };
 
@@ -114,32 +109,19 @@ inline PyObject* new_ascii_str(const char* p, std::size_t n) {
     return str;
 }
 
-struct StrCacheTable {
-    static constexpr std::size_t kSlots = 1024;
-    /// Longer strings are rarely repeated keys, and comparing them costs more.
-    static constexpr std::size_t kMaxLength = 24;
-    struct Entry {
-        std::size_t length = 0;
-        PyObject* object = nullptr; // an exact, compact ASCII str of `length` characters
-        std::uint64_t load = 0;     // the last load that handed it out
-    };
-    Entry slots[kSlots];
-    std::uint64_t loads = 0; // loads started so far: each load's stamp
-};
-inline StrCacheTable g_str_cache_table;
-
 /// One load's use of the shared str table.
 class StrCache {
   public:
-    void rearm() noexcept {
+    void rearm(StrCacheTable& table) noexcept {
+        table_ = &table;
         trial_.rearm();
-        load_ = ++g_str_cache_table.loads;
+        load_ = ++table.loads;
     }
 
     /// A new reference to the str of the `n` ASCII bytes at `p` (2 <= n <= kMaxLength), or
     /// nullptr with an exception set.
     PICKLEX_DECODE_INLINE PyObject* get(const char* p, std::size_t n) {
-        StrCacheTable::Entry& e = g_str_cache_table.slots[slot_of(p, n)];
+        StrCacheTable::Entry& e = table_->slots[slot_of(p, n)];
         if (e.length == n && e.load != load_ && e.object && trial_.enabled() &&
             std::memcmp(PyUnicode_1BYTE_DATA(e.object), p, n) == 0) [[likely]] {
             trial_.hit();
@@ -182,6 +164,7 @@ class StrCache {
         return fresh;
     }
 
+    StrCacheTable* table_ = nullptr;
     CacheTrial trial_;
     std::uint64_t load_ = 0;
 };

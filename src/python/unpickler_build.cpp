@@ -17,21 +17,18 @@ namespace picklex::py {
 
 namespace {
 
-/// The getter behind a plain class's __dict__ attribute (typeobject.c's subtype_dict).
-getter g_plain_dict_getter = nullptr;
-
 /// May BUILD store the default state of `type`'s instances with the generic attribute store?
 /// Attribute lookup is the generic one, no class in the MRO defines __setstate__, __dict__ is
 /// the standard descriptor, and no builtin base keeps its own dict (which subtype_dict would
 /// defer to).
-bool compute_plain_state_type(PyTypeObject* type) {
+bool compute_plain_state_type(const ModuleState& st, PyTypeObject* type) {
     if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_setattro != PyObject_GenericSetAttr)
         return false;
-    const Names& names = state().names;
+    const Names& names = st.names;
     if (_PyType_Lookup(type, names.__setstate__)) return false;
     PyObject* dict_descr = _PyType_Lookup(type, names.__dict__);
     if (!dict_descr || !Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type) ||
-        reinterpret_cast<PyGetSetDescrObject*>(dict_descr)->d_getset->get != g_plain_dict_getter)
+        reinterpret_cast<PyGetSetDescrObject*>(dict_descr)->d_getset->get != st.plain_dict_getter)
         return false;
     for (PyTypeObject* base = type; base; base = base->tp_base)
         if (base->tp_dictoffset != 0 && !(base->tp_flags & Py_TPFLAGS_HEAPTYPE)) return false;
@@ -52,23 +49,11 @@ PyObject* existing_instance_dict(PyObject* inst) {
 
 } // namespace
 
-bool init_build() {
-    // A throwaway plain class shows which getter plain classes' __dict__ uses.
-    Ref probe = Ref::steal(PyObject_CallFunction(reinterpret_cast<PyObject*>(&PyType_Type), "s()N",
-                                                 "_picklex_probe", PyDict_New()));
-    if (!probe) return false;
-    PyObject* descr = _PyType_Lookup(reinterpret_cast<PyTypeObject*>(probe.get()),
-                                     state().names.__dict__);
-    if (descr && Py_IS_TYPE(descr, &PyGetSetDescr_Type))
-        g_plain_dict_getter = reinterpret_cast<PyGetSetDescrObject*>(descr)->d_getset->get;
-    return true;
-}
-
 bool PyOps::is_plain_state_type(PyTypeObject* type) {
     bool known = false;
     const bool plain = state_types_.lookup(type, known);
     if (known) return plain;
-    const bool computed = g_plain_dict_getter && compute_plain_state_type(type);
+    const bool computed = st().plain_dict_getter && compute_plain_state_type(st(), type);
     state_types_.remember(type, computed);
     return computed;
 }
@@ -97,7 +82,7 @@ bool PyOps::store_plain_state(PyObject* inst, PyObject* dict_state) {
 }
 
 bool PyOps::build(PyObject* inst, PyObject* state_obj) {
-    const Names& names = state().names;
+    const Names& names = st().names;
     PyObject* setstate = nullptr;
     if (_PyObject_LookupAttr(inst, names.__setstate__, &setstate) < 0) return false;
     if (setstate) {
@@ -116,7 +101,7 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
     Ref keep_state = Ref::borrow(state_obj); // the items above are borrowed from it
     if (dict_state != Py_None) {
         if (!PyDict_Check(dict_state))
-            return own_error(state().UnpicklingError, "state is not a dictionary"), false;
+            return own_error(st().UnpicklingError, "state is not a dictionary"), false;
         PyObject* current = nullptr;
         if (is_plain_state_type(Py_TYPE(inst)) &&
             (!(current = existing_instance_dict(inst)) || PyDict_CheckExact(current))) {
@@ -140,7 +125,7 @@ bool PyOps::build(PyObject* inst, PyObject* state_obj) {
     }
     if (slot_state) {
         if (!PyDict_Check(slot_state))
-            return own_error(state().UnpicklingError, "slot state is not a dictionary"), false;
+            return own_error(st().UnpicklingError, "slot state is not a dictionary"), false;
         GcPause::Resume user_code(gc_); // descriptors may run code
         Py_ssize_t pos = 0;
         PyObject *key, *value;

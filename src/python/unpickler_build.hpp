@@ -97,7 +97,4 @@ class StateTypeCache {
     Entry slots_[kSlots];
 };
 
-/// Module-init step for BUILD; false with an exception set.
-bool init_build();
-
 } // namespace picklex::py

@@ -10,7 +10,7 @@ namespace picklex::py {
 namespace {
 
 /// The exception type CPython's _pickle raises for a core error code at an opcode.
-PyObject* exception_type(const Error& error) {
+PyObject* exception_type(const ModuleState& st, const Error& error) {
     switch (error.code) {
     case Errc::empty_input: return PyExc_EOFError;
     case Errc::unsupported_protocol:
@@ -20,14 +20,14 @@ PyObject* exception_type(const Error& error) {
         // GET/PUT parse their key with int(); its complaint is a ValueError.
         if (error.opcode == static_cast<int>(Op::GET) || error.opcode == static_cast<int>(Op::PUT))
             return PyExc_ValueError;
-        return state().UnpicklingError;
-    default: return state().UnpicklingError;
+        return st.UnpicklingError;
+    default: return st.UnpicklingError;
     }
 }
 
 } // namespace
 
-void raise_load_error(const Error& error, PyObject* own_type) {
+void raise_load_error(const ModuleState& st, const Error& error, PyObject* own_type) {
     if (error.code == Errc::external) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_SystemError, "picklex: decoder failed without an exception");
@@ -38,7 +38,7 @@ void raise_load_error(const Error& error, PyObject* own_type) {
         return;
     }
     PyErr_Clear();
-    PyObject* type = own_type && error.code == Errc::bad_type ? own_type : exception_type(error);
+    PyObject* type = own_type && error.code == Errc::bad_type ? own_type : exception_type(st, error);
     std::string message = error.detail;
     // "Ran out of input" stays exactly CPython's: code compares it.
     if (error.code != Errc::empty_input) {

@@ -15,7 +15,7 @@ namespace picklex::py {
 /// Raise the exception CPython's _pickle raises for `error`, with the opcode and offset
 /// appended to the message of the errors the decoder itself detects. `own_type` is the
 /// exception type PyOps chose for an error it reported (see PyOps::own_error_type).
-void raise_load_error(const Error& error, PyObject* own_type);
+void raise_load_error(const ModuleState& st, const Error& error, PyObject* own_type);
 
 /// Decode one pickle from `source` with `settings`. Returns a new reference, or null with a
 /// Python exception set. The machine's memo is kept; its stack is emptied either way.
@@ -32,7 +32,7 @@ PyObject* run_load(PyMachine& machine, Source& source, LoadSettings settings) {
         if (ok) {
             result = machine.take_result();
         } else {
-            raise_load_error(machine.error(), machine.ops().own_error_type());
+            raise_load_error(machine.ops().st(), machine.error(), machine.ops().own_error_type());
         }
     } catch (const std::bad_alloc&) {
         machine.ops().gc().end();

@@ -109,13 +109,14 @@ bool buffers_iterator(PyObject* buffers, Ref& iterator) {
     return static_cast<bool>(iterator);
 }
 
-PyObject* loads_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* loads_impl(ModuleState& st, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     if (nargs != 1) {
         PyErr_Format(PyExc_TypeError, "loads() takes exactly 1 positional argument (%zd given)",
                      nargs);
         return nullptr;
     }
     LoadSettings settings;
+    settings.state = &st;
     PyObject* buffers = nullptr;
     if (kwnames && !parse_options("loads", args + nargs, kwnames, settings, buffers, nullptr))
         return nullptr;
@@ -138,7 +139,7 @@ PyObject* loads_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames)
     return result;
 }
 
-PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* load_impl(ModuleState& st, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     if (nargs > 1) {
         PyErr_Format(PyExc_TypeError, "load() takes exactly 1 positional argument (%zd given)",
                      nargs);
@@ -146,6 +147,7 @@ PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) 
     }
     PyObject* file = nargs ? args[0] : nullptr;
     LoadSettings settings;
+    settings.state = &st;
     PyObject* buffers = nullptr;
     if (kwnames && !parse_options("load", args + nargs, kwnames, settings, buffers, &file))
         return nullptr;
@@ -154,13 +156,13 @@ PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) 
         return nullptr;
     }
     FileMethods methods;
-    if (!methods.lookup(file)) return nullptr;
+    if (!methods.lookup(st, file)) return nullptr;
     Ref iterator;
     if (!buffers_iterator(buffers, iterator)) return nullptr;
     settings.buffers = iterator.get();
     BorrowedMachine machine;
     if (!machine.get()) return PyErr_NoMemory();
-    FileSource source(methods.read.get(), methods.readline.get(), methods.readinto.get(),
+    FileSource source(st, methods.read.get(), methods.readline.get(), methods.readinto.get(),
                       methods.peek.get(), nullptr);
     settings.adopt_payload = FileSource::adopt_payload;
     settings.payload_source = &source;
@@ -168,17 +170,17 @@ PyObject* load_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) 
 }
 
 // C++ exceptions (only std::bad_alloc can occur) never reach Python.
-PyObject* loads(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* loads(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     try {
-        return loads_impl(args, nargs, kwnames);
+        return loads_impl(state_of_module(module), args, nargs, kwnames);
     } catch (const std::bad_alloc&) {
         return PyErr_NoMemory();
     }
 }
 
-PyObject* load(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* load(PyObject* module, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     try {
-        return load_impl(args, nargs, kwnames);
+        return load_impl(state_of_module(module), args, nargs, kwnames);
     } catch (const std::bad_alloc&) {
         return PyErr_NoMemory();
     }
@@ -206,11 +208,8 @@ PyMethodDef unpickler_functions[] = {
 
 } // namespace
 
-bool add_unpickler_api(PyObject* module) {
-    if (!ready_unpickler_types() || !init_find_class() || !init_file_source() || !init_build())
-        return false;
-    PyObject* type = reinterpret_cast<PyObject*>(unpickler_type());
-    if (PyModule_AddObjectRef(module, "Unpickler", type) < 0) return false;
+bool add_unpickler_api(PyObject* module, ModuleState& st) {
+    if (!add_unpickler_types(module, st)) return false;
     return PyModule_AddFunctions(module, unpickler_functions) == 0;
 }
 

@@ -55,9 +55,8 @@ PyObject* get_attribute(PyObject* module, PyObject* name, bool dotted) {
 }
 
 /// Map a Python 2 (module, name) to its Python 3 home, as _compat_pickle describes.
-bool map_python2_name(PyObject*& module_name, PyObject*& global_name, Ref& keep_module,
-                      Ref& keep_name) {
-    ModuleState& st = state();
+bool map_python2_name(const ModuleState& st, PyObject*& module_name, PyObject*& global_name,
+                      Ref& keep_module, Ref& keep_name) {
     Ref key = Ref::steal(PyTuple_Pack(2, module_name, global_name));
     if (!key) return false;
     PyObject* item = PyDict_GetItemWithError(st.name_mapping_2to3, key.get());
@@ -99,33 +98,23 @@ bool map_python2_name(PyObject*& module_name, PyObject*& global_name, Ref& keep_
     return !PyErr_Occurred();
 }
 
-/// What find_class needs to import without the general machinery when nothing is unusual.
-struct ImportFastPath {
-    PyObject* builtin_import = nullptr; // the interpreter's own builtins.__import__
-    PyObject* name_import = nullptr;    // "__import__"
-    PyObject* name_builtins = nullptr;  // "__builtins__"
-    PyObject* name_spec = nullptr;      // "__spec__"
-    PyObject* name_initializing = nullptr; // "_initializing"
-};
-ImportFastPath g_import;
-
 /// The __import__ that PyImport_Import would call: the one in the caller's builtins.
-PyObject* current_import_function() {
+PyObject* current_import_function(const ModuleState& st) {
     PyObject* globals = PyEval_GetGlobals(); // borrowed
     if (!globals) return nullptr;
-    PyObject* builtins = PyDict_GetItemWithError(globals, g_import.name_builtins);
+    PyObject* builtins = PyDict_GetItemWithError(globals, st.names.__builtins__);
     if (!builtins) return nullptr;
-    if (PyDict_Check(builtins)) return PyDict_GetItemWithError(builtins, g_import.name_import);
+    if (PyDict_Check(builtins)) return PyDict_GetItemWithError(builtins, st.names.__import__);
     if (PyModule_Check(builtins))
-        return PyDict_GetItemWithError(PyModule_GetDict(builtins), g_import.name_import);
+        return PyDict_GetItemWithError(PyModule_GetDict(builtins), st.names.__import__);
     return nullptr;
 }
 
 /// PyImport_Import(name), minus its cost when the module is already fully imported and
 /// __import__ is the builtin one: then the import is exactly the sys.modules entry, after
 /// the same "still initializing in another thread?" check the import system makes.
-PyObject* import_module(PyObject* name) {
-    if (g_import.builtin_import && current_import_function() == g_import.builtin_import) {
+PyObject* import_module(const ModuleState& st, PyObject* name) {
+    if (st.builtins_import && current_import_function(st) == st.builtins_import) {
         // sys.modules directly: PyImport_GetModule would make the same initializing check
         // but raise and clear an AttributeError for every module whose __spec__ is None.
         PyObject* modules = PyImport_GetModuleDict();
@@ -137,10 +126,10 @@ PyObject* import_module(PyObject* name) {
             // __spec__ = None).
             int busy = 0;
             PyObject* spec = nullptr;
-            if (_PyObject_LookupAttr(module, g_import.name_spec, &spec) < 0) busy = -1;
+            if (_PyObject_LookupAttr(module, st.names.__spec__, &spec) < 0) busy = -1;
             if (spec && spec != Py_None) {
                 PyObject* initializing = nullptr;
-                if (_PyObject_LookupAttr(spec, g_import.name_initializing, &initializing) < 0)
+                if (_PyObject_LookupAttr(spec, st.names._initializing, &initializing) < 0)
                     busy = -1;
                 if (initializing) {
                     busy = PyObject_IsTrue(initializing);
@@ -158,40 +147,16 @@ PyObject* import_module(PyObject* name) {
 
 } // namespace
 
-bool init_find_class() {
-    g_import.name_import = PyUnicode_InternFromString("__import__");
-    g_import.name_builtins = PyUnicode_InternFromString("__builtins__");
-    g_import.name_spec = PyUnicode_InternFromString("__spec__");
-    g_import.name_initializing = PyUnicode_InternFromString("_initializing");
-    if (!g_import.name_import || !g_import.name_builtins || !g_import.name_spec ||
-        !g_import.name_initializing)
-        return false;
-    Ref builtins = Ref::steal(PyImport_ImportModule("builtins"));
-    if (!builtins) return false;
-    PyObject* import = PyObject_GetAttr(builtins.get(), g_import.name_import);
-    if (!import) return false;
-    // Only the real builtin qualifies; a replacement installed earlier keeps being called.
-    if (PyCFunction_Check(import) &&
-        std::strcmp(reinterpret_cast<PyCFunctionObject*>(import)->m_ml->ml_name, "__import__") ==
-            0 &&
-        PyCFunction_GET_SELF(import) == builtins.get()) {
-        g_import.builtin_import = import; // kept for the life of the process
-    } else {
-        Py_DECREF(import);
-    }
-    return true;
-}
-
-PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name,
+PyObject* find_class(const ModuleState& st, int protocol, bool fix_imports, PyObject* module_name,
                      PyObject* global_name) {
     if (PySys_Audit("pickle.find_class", "OO", module_name, global_name) < 0) return nullptr;
     Ref keep_module, keep_name;
     if (protocol < 3 && fix_imports &&
-        !map_python2_name(module_name, global_name, keep_module, keep_name))
+        !map_python2_name(st, module_name, global_name, keep_module, keep_name))
         return nullptr;
     // As PyImport_Import: honours a replaced __import__ and waits for a module that another
     // thread is still initializing (bpo-34572).
-    Ref module = Ref::steal(import_module(module_name));
+    Ref module = Ref::steal(import_module(st, module_name));
     if (!module) return nullptr;
     return get_attribute(module.get(), global_name, protocol >= 4);
 }
@@ -249,13 +214,13 @@ PyObject* PyOps::make_py2_str_escaped(const char* p, std::size_t n) {
 
 PyObject* PyOps::next_buffer() {
     if (!settings_.buffers)
-        return own_error(state().UnpicklingError,
+        return own_error(st().UnpicklingError,
                          "pickle stream refers to out-of-band data but no *buffers* argument "
                          "was given");
     GcPause::Resume user_code(gc_);
     PyObject* buffer = PyIter_Next(settings_.buffers);
     if (!buffer && !PyErr_Occurred())
-        return own_error(state().UnpicklingError, "not enough out-of-band buffers");
+        return own_error(st().UnpicklingError, "not enough out-of-band buffers");
     return buffer;
 }
 
@@ -284,7 +249,7 @@ PyObject* PyOps::make_frozenset(PyObject** items, std::size_t n) {
 bool PyOps::list_extend_generic(PyObject* list, PyObject** items, std::size_t n) {
     // Not an exact list: extend() if it has one, else append() item by item (PEP 307).
     PyObject* extend_method = nullptr;
-    if (_PyObject_LookupAttr(list, state().names.extend, &extend_method) < 0) {
+    if (_PyObject_LookupAttr(list, st().names.extend, &extend_method) < 0) {
         release_all(items, n);
         return false;
     }
@@ -295,7 +260,7 @@ bool PyOps::list_extend_generic(PyObject* list, PyObject** items, std::size_t n)
         Ref result = Ref::steal(PyObject_CallOneArg(extend.get(), slice.get()));
         return static_cast<bool>(result);
     }
-    Ref append = Ref::steal(PyObject_GetAttr(list, state().names.append));
+    Ref append = Ref::steal(PyObject_GetAttr(list, st().names.append));
     if (!append) {
         release_all(items, n);
         return false;
@@ -324,7 +289,7 @@ bool PyOps::set_additems(PyObject* set, PyObject** items, std::size_t n) {
         return true;
     }
     GcPause::Resume user_code(gc_);
-    Ref add = Ref::steal(PyObject_GetAttr(set, state().names.add));
+    Ref add = Ref::steal(PyObject_GetAttr(set, st().names.add));
     if (!add) {
         release_all(items, n);
         return false;
@@ -344,9 +309,9 @@ PyObject* PyOps::call_find_class(PyObject* module, PyObject* name) {
     // Imports run module code.
     GcPause::Resume user_code(gc_);
     if (settings_.call_find_class)
-        return PyObject_CallMethodObjArgs(settings_.unpickler, state().names.find_class, module,
+        return PyObject_CallMethodObjArgs(settings_.unpickler, st().names.find_class, module,
                                           name, nullptr);
-    return find_class(protocol_, settings_.fix_imports, module, name);
+    return find_class(st(), protocol_, settings_.fix_imports, module, name);
 }
 
 PyObject* PyOps::find_global(std::string_view module, std::string_view name, Op op) {
@@ -376,12 +341,12 @@ bool PyOps::check_module_name(std::string_view module, Op op) {
 
 PyObject* PyOps::stack_global(PyObject* module, PyObject* name) {
     if (!PyUnicode_CheckExact(module) || !PyUnicode_CheckExact(name))
-        return own_error(state().UnpicklingError, "STACK_GLOBAL requires str");
+        return own_error(st().UnpicklingError, "STACK_GLOBAL requires str");
     return call_find_class(module, name);
 }
 
 PyObject* PyOps::extension(std::int32_t code) {
-    ModuleState& st = state();
+    ModuleState& st = this->st();
     Ref key = Ref::steal(PyLong_FromLong(code));
     if (!key) return nullptr;
     if (PyObject* cached = PyDict_GetItemWithError(st.extension_cache, key.get()))
@@ -407,13 +372,13 @@ PyObject* PyOps::newobj_ex(PyObject* cls, PyObject* args, PyObject* kwargs) {
     // cls.__new__(cls, *args, **kwargs) through tp_new, exactly as _pickle does.
     const char* op = kwargs ? "NEWOBJ_EX" : "NEWOBJ";
     auto complain = [&](const char* what, PyObject* culprit) {
-        return own_error(state().UnpicklingError,
+        return own_error(st().UnpicklingError,
                          std::string(op) + what + Py_TYPE(culprit)->tp_name);
     };
     if (!PyType_Check(cls)) return complain(" class argument must be a type, not ", cls);
     auto* type = reinterpret_cast<PyTypeObject*>(cls);
     if (!type->tp_new)
-        return own_error(state().UnpicklingError, std::string(op) + " class argument '" +
+        return own_error(st().UnpicklingError, std::string(op) + " class argument '" +
                                                       type->tp_name + "' doesn't have __new__");
     if (!PyTuple_Check(args)) return complain(" args argument must be a tuple, not ", args);
     if (kwargs && !PyDict_Check(kwargs))
@@ -429,8 +394,8 @@ PyObject* PyOps::instantiate(PyObject* cls, PyObject* args) {
     GcPause::Resume user_code(gc_);
     if (PyTuple_GET_SIZE(args) == 0 && PyType_Check(cls)) {
         PyObject* func = nullptr;
-        if (_PyObject_LookupAttr(cls, state().names.__getinitargs__, &func) < 0) return nullptr;
-        if (!func) return PyObject_CallMethodOneArg(cls, state().names.__new__, cls);
+        if (_PyObject_LookupAttr(cls, st().names.__getinitargs__, &func) < 0) return nullptr;
+        if (!func) return PyObject_CallMethodOneArg(cls, st().names.__new__, cls);
         Py_DECREF(func);
     }
     return PyObject_CallObject(cls, args);
@@ -438,9 +403,7 @@ PyObject* PyOps::instantiate(PyObject* cls, PyObject* args) {
 
 bool PyOps::check_persistent_load() {
     if (settings_.pers_func && *settings_.pers_func) return true;
-    own_error(state().UnpicklingError,
-              "A load persistent id instruction was encountered,\nbut no persistent_load "
-              "function was specified.");
+    own_error(st().UnpicklingError, kNoPersistentLoad);
     return false;
 }
 
@@ -460,9 +423,10 @@ PyObject* PyOps::persistent_load_text(std::string_view pid) {
         PyUnicode_DecodeASCII(pid.data(), static_cast<Py_ssize_t>(pid.size()), "strict"));
     if (!text) {
         if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-            PyErr_Clear();
-            return own_error(state().UnpicklingError,
-                             "persistent IDs in protocol 0 must be ASCII strings");
+            // The stdlib's exact text, without the opcode context: code compares it.
+            PyErr_SetString(st().UnpicklingError,
+                            "persistent IDs in protocol 0 must be ASCII strings");
+            return nullptr;
         }
         return nullptr;
     }

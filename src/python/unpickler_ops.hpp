@@ -26,8 +26,19 @@
 
 namespace picklex::py {
 
+/// What PERSID/BINPERSID raise without a persistent_load hook, as this interpreter words it.
+inline constexpr const char* kNoPersistentLoad =
+#if PY_VERSION_HEX >= 0x030C0000
+    "A load persistent id instruction was encountered, but no persistent_load function was "
+    "specified.";
+#else
+    "A load persistent id instruction was encountered,\nbut no persistent_load function was "
+    "specified.";
+#endif
+
 /// The stdlib Unpickler's options plus the hooks of the object being loaded for.
 struct LoadSettings {
+    ModuleState* state = nullptr; // the interpreter's picklex state; set by every caller
     bool fix_imports = true;
     bool encoding_is_bytes = false; // encoding == "bytes": Python 2 str loads as bytes
     std::string encoding = "ASCII";
@@ -47,10 +58,8 @@ struct LoadSettings {
 
 /// CPython's Unpickler.find_class: sys.audit, the Python 2 name mapping for protocols < 3,
 /// the import, then the (dotted, for protocol >= 4) attribute lookup.
-PyObject* find_class(int protocol, bool fix_imports, PyObject* module_name, PyObject* global_name);
-
-/// Module-init step for find_class; false with an exception set.
-bool init_find_class();
+PyObject* find_class(const ModuleState& st, int protocol, bool fix_imports, PyObject* module_name,
+                     PyObject* global_name);
 
 class PyOps {
   public:
@@ -61,8 +70,8 @@ class PyOps {
         settings_ = std::move(settings);
         protocol_ = 0;
         own_type_ = nullptr;
-        ints_.rearm();
-        strs_.rearm();
+        ints_.rearm(settings_.state->ints);
+        strs_.rearm(settings_.state->strs);
     }
     GcPause& gc() noexcept { return gc_; }
     /// Forget the borrowed pointers and cached strings of the last load.
@@ -75,6 +84,8 @@ class PyOps {
         settings_.payload_source = nullptr;
     }
     int protocol() const noexcept { return protocol_; }
+    /// The module state of the load in progress.
+    ModuleState& st() const noexcept { return *settings_.state; }
     /// The exception type of an error this Ops raised itself (its message goes through the
     /// core Error so it gains the opcode context), or null.
     PyObject* own_error_type() const noexcept { return own_type_; }
@@ -234,7 +245,7 @@ class PyOps {
         Py_SET_SIZE(list, need);
         return true;
     }
-    static bool list_extend_generic(PyObject* list, PyObject** items, std::size_t n);
+    bool list_extend_generic(PyObject* list, PyObject** items, std::size_t n);
     /// BUILD: may instances of `type` take the default state through the attribute store?
     bool is_plain_state_type(PyTypeObject* type);
     /// BUILD: the default __setstate__'s dict part for an instance of a plain class.

@@ -23,15 +23,6 @@ PyObject* call_with_size(PyObject* method, std::size_t n) {
     return result;
 }
 
-/// The io types whose remaining size FileSource may ask for.
-struct StreamTypes {
-    PyObject* bytes_io = nullptr;
-    PyObject* buffered_reader = nullptr;
-    PyObject* buffered_random = nullptr;
-    PyObject* file_io = nullptr;
-};
-StreamTypes g_streams;
-
 /// obj.method() as a Py_ssize_t, or -1 (no exception left behind).
 Py_ssize_t call_size_method(PyObject* obj, const char* method) {
     Ref result = Ref::steal(PyObject_CallMethod(obj, method, nullptr));
@@ -42,17 +33,6 @@ Py_ssize_t call_size_method(PyObject* obj, const char* method) {
 
 } // namespace
 
-bool init_file_source() {
-    Ref io = Ref::steal(PyImport_ImportModule("io"));
-    if (!io) return false;
-    g_streams.bytes_io = PyObject_GetAttrString(io.get(), "BytesIO");
-    g_streams.buffered_reader = PyObject_GetAttrString(io.get(), "BufferedReader");
-    g_streams.buffered_random = PyObject_GetAttrString(io.get(), "BufferedRandom");
-    g_streams.file_io = PyObject_GetAttrString(io.get(), "FileIO");
-    return g_streams.bytes_io && g_streams.buffered_reader && g_streams.buffered_random &&
-           g_streams.file_io;
-}
-
 std::size_t FileSource::remaining_hint() {
     // The stream is the object the read() builtin method is bound to.
     if (!PyCFunction_Check(read_.get())) return SIZE_MAX;
@@ -60,7 +40,7 @@ std::size_t FileSource::remaining_hint() {
     if (!file) return SIZE_MAX;
     PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(file));
     Py_ssize_t size = -1;
-    if (type == g_streams.bytes_io) {
+    if (type == st_.bytes_io) {
         // Its end through seek(0, 2), then back: getbuffer() would copy a shared buffer.
         const Py_ssize_t position = call_size_method(file, "tell");
         if (position < 0) return SIZE_MAX;
@@ -72,8 +52,8 @@ std::size_t FileSource::remaining_hint() {
             return SIZE_MAX;
         }
         return static_cast<std::size_t>(size - position);
-    } else if (type == g_streams.buffered_reader || type == g_streams.buffered_random ||
-               type == g_streams.file_io) {
+    } else if (type == st_.buffered_reader || type == st_.buffered_random ||
+               type == st_.file_io) {
         const Py_ssize_t fd = call_size_method(file, "fileno");
         struct stat info;
         if (fd < 0 || fstat(static_cast<int>(fd), &info) != 0 || !S_ISREG(info.st_mode))
@@ -87,8 +67,8 @@ std::size_t FileSource::remaining_hint() {
     return static_cast<std::size_t>(size - position);
 }
 
-bool FileMethods::lookup(PyObject* file) {
-    const Names& names = state().names;
+bool FileMethods::lookup(const ModuleState& st, PyObject* file) {
+    const Names& names = st.names;
     PyObject* found = nullptr;
     if (_PyObject_LookupAttr(file, names.peek, &found) < 0) return false;
     peek.reset(found);
@@ -105,9 +85,9 @@ bool FileMethods::lookup(PyObject* file) {
     return true;
 }
 
-FileSource::FileSource(PyObject* read, PyObject* readline, PyObject* readinto, PyObject* peek,
-                       PyObject** peek_slot) noexcept
-    : read_(Ref::borrow(read)), readline_(Ref::borrow(readline)),
+FileSource::FileSource(const ModuleState& st, PyObject* read, PyObject* readline,
+                       PyObject* readinto, PyObject* peek, PyObject** peek_slot) noexcept
+    : st_(st), read_(Ref::borrow(read)), readline_(Ref::borrow(readline)),
       readinto_(Ref::borrow(readinto)), peek_(Ref::borrow(peek)), peek_slot_(peek_slot) {}
 
 FileSource::~FileSource() { drop_object(); }

@@ -20,16 +20,15 @@
 
 namespace picklex::py {
 
+struct ModuleState;
+
 /// The methods a file must (read, readline) or may (readinto, peek) have, looked up in
 /// CPython's order so a failing attribute raises the same error. False with an exception set
 /// (TypeError if read or readline is missing).
 struct FileMethods {
     Ref read, readline, readinto, peek;
-    bool lookup(PyObject* file);
+    bool lookup(const ModuleState& st, PyObject* file);
 };
-
-/// Module-init step for FileSource; false with an exception set.
-bool init_file_source();
 
 class FileSource {
   public:
@@ -47,8 +46,8 @@ class FileSource {
     /// `read` and `readline` are required; `readinto` and `peek` may be null. If peek()
     /// turns out to raise NotImplementedError, it is dropped here and in `*peek_slot` (the
     /// owner's attribute, when given), as CPython does.
-    FileSource(PyObject* read, PyObject* readline, PyObject* readinto, PyObject* peek,
-               PyObject** peek_slot) noexcept;
+    FileSource(const ModuleState& st, PyObject* read, PyObject* readline, PyObject* readinto,
+               PyObject* peek, PyObject** peek_slot) noexcept;
     ~FileSource();
     FileSource(const FileSource&) = delete;
     FileSource& operator=(const FileSource&) = delete;
@@ -93,6 +92,7 @@ class FileSource {
         return false;
     }
 
+    const ModuleState& st_;
     Ref read_, readline_, readinto_, peek_;
     PyObject** peek_slot_;
     Ref object_;      // the window is this bytes object's data...

@@ -21,6 +21,8 @@ namespace picklex::py {
 namespace {
 
 struct UnpicklerCore {
+    explicit UnpicklerCore(ModuleState& state) : st(state) {}
+    ModuleState& st; // this Unpickler's interpreter
     PyMachine machine;
     FileMethods file;     // set by __init__; file.read is null before
     Ref buffers;          // iterator over out-of-band buffers, or null
@@ -45,8 +47,6 @@ struct UnpicklerObject {
     PyObject_HEAD
     UnpicklerCore core;
 };
-
-extern PyTypeObject UnpicklerType;
 
 UnpicklerCore& core_of(PyObject* self) { return reinterpret_cast<UnpicklerObject*>(self)->core; }
 
@@ -91,9 +91,11 @@ PyObject** slot_of(Ref& ref) { return reinterpret_cast<PyObject**>(&ref); }
 // ---- lifecycle ----
 
 PyObject* Unpickler_new(PyTypeObject* type, PyObject*, PyObject*) {
+    ModuleState* st = state_of_type(type);
+    if (!st) return nullptr;
     PyObject* self = type->tp_alloc(type, 0);
     if (!self) return nullptr;
-    new (&core_of(self)) UnpicklerCore();
+    new (&core_of(self)) UnpicklerCore(*st);
     return self;
 }
 
@@ -119,8 +121,28 @@ void Unpickler_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     core_of(self).~UnpicklerCore();
-    // A subclass's type reference is dropped by CPython's subtype dealloc, not here.
     type->tp_free(self);
+    // Instances own a reference to their heap type (a subclass's dealloc leaves it to us).
+    Py_DECREF(type);
+}
+
+#if PICKLEX_HOOKS_ARE_METHODS
+PyObject* Unpickler_persistent_load(PyObject* self, PyObject*) {
+    PyErr_SetString(core_of(self).st.UnpicklingError, kNoPersistentLoad);
+    return nullptr;
+}
+#endif
+
+/// Take persistent_load as the instance shows it now (a subclass method, an attribute).
+bool refresh_persistent_load(PyObject* self) {
+    UnpicklerCore& core = core_of(self);
+#if PICKLEX_HOOKS_ARE_METHODS
+    return init_hook_ref(self, core.st.names.persistent_load, Unpickler_persistent_load,
+                         core.pers_func, core.pers_func_self) == 0;
+#else
+    return init_method_ref(self, core.st.names.persistent_load, core.pers_func,
+                           core.pers_func_self) == 0;
+#endif
 }
 
 int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
@@ -138,7 +160,7 @@ int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
     UnpicklerCore& core = core_of(self);
     if (core.file.read) core.clear_refs(); // __init__ called again: start over, memo included
     FileMethods methods;
-    if (!methods.lookup(file)) return -1;
+    if (!methods.lookup(core.st, file)) return -1;
     core.file = std::move(methods);
     core.encoding = encoding;
     core.errors = errors;
@@ -147,9 +169,7 @@ int Unpickler_init_impl(PyObject* self, PyObject* args, PyObject* kwargs) {
         if (!core.buffers) return -1;
     }
     core.fix_imports = fix_imports != 0;
-    if (init_method_ref(self, state().names.persistent_load, core.pers_func,
-                        core.pers_func_self) < 0)
-        return -1;
+    if (!refresh_persistent_load(self)) return -1;
     core.machine.ops().set_protocol(0);
     return 0;
 }
@@ -160,7 +180,7 @@ PyObject* Unpickler_load_impl(PyObject* self) {
     UnpicklerCore& core = core_of(self);
     // A subclass __init__ that does not call ours leaves no file to read.
     if (!core.file.read) {
-        PyErr_Format(state().UnpicklingError,
+        PyErr_Format(core.st.UnpicklingError,
                      "Unpickler.__init__() was not called by %s.__init__()",
                      Py_TYPE(self)->tp_name);
         return nullptr;
@@ -169,7 +189,12 @@ PyObject* Unpickler_load_impl(PyObject* self) {
         PyErr_SetString(PyExc_RuntimeError, "Unpickler.load() is not reentrant");
         return nullptr;
     }
+#if PICKLEX_HOOKS_ARE_METHODS
+    // The hook is a method from 3.13 on, looked up on each load as _pickle does.
+    if (!refresh_persistent_load(self)) return nullptr;
+#endif
     LoadSettings settings;
+    settings.state = &core.st;
     settings.fix_imports = core.fix_imports;
     settings.encoding = core.encoding;
     settings.errors = core.errors;
@@ -177,14 +202,14 @@ PyObject* Unpickler_load_impl(PyObject* self) {
     settings.buffers = core.buffers.get();
     settings.unpickler = self;
     // Only a subclass can override find_class (the base type has no instance dict).
-    settings.call_find_class = Py_TYPE(self) != &UnpicklerType;
+    settings.call_find_class = Py_TYPE(self) != core.st.unpickler_type;
     settings.pers_func = slot_of(core.pers_func);
     settings.pers_func_self = &core.pers_func_self;
     core.loading = true;
     PyObject* result;
     {
         // The source holds its own references: the callbacks may re-run __init__.
-        FileSource source(core.file.read.get(), core.file.readline.get(),
+        FileSource source(core.st, core.file.read.get(), core.file.readline.get(),
                           core.file.readinto.get(), core.file.peek.get(),
                           slot_of(core.file.peek));
         settings.adopt_payload = FileSource::adopt_payload;
@@ -220,7 +245,7 @@ PyObject* Unpickler_find_class(PyObject* self, PyObject* const* args, Py_ssize_t
         return nullptr;
     }
     const UnpicklerCore& core = core_of(self);
-    return find_class(core.machine.ops().protocol(), core.fix_imports, args[0], args[1]);
+    return find_class(core.st, core.machine.ops().protocol(), core.fix_imports, args[0], args[1]);
 }
 
 PyObject* Unpickler_sizeof(PyObject* self, PyObject*) {
@@ -245,12 +270,17 @@ PyMethodDef Unpickler_methods[] = {
      "and\nfunctions).\n\nThis method is called whenever a class or a function object is\n"
      "needed.  Both arguments passed are str objects."},
     {"__sizeof__", Unpickler_sizeof, METH_NOARGS, "Returns size in memory, in bytes."},
+#if PICKLEX_HOOKS_ARE_METHODS
+    {"persistent_load", Unpickler_persistent_load, METH_O, nullptr},
+#endif
     {nullptr, nullptr, 0, nullptr},
 };
 
 // ---- attributes ----
 
-PyObject* Unpickler_get_memo(PyObject* self, void*) { return UnpicklerMemoProxy::create(self); }
+PyObject* Unpickler_get_memo(PyObject* self, void*) {
+    return UnpicklerMemoProxy::create(core_of(self).st.unpickler_memo_type, self);
+}
 
 int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
     if (!value) {
@@ -263,8 +293,9 @@ int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
         for (auto& entry : entries) Py_DECREF(entry.second);
     };
     try {
-        if (UnpicklerMemoProxy::is_proxy(value)) {
-            if (PyObject* other = UnpicklerMemoProxy::owner_of(value))
+        PyTypeObject* proxy_type = core_of(self).st.unpickler_memo_type;
+        if (UnpicklerMemoProxy::is_proxy(proxy_type, value)) {
+            if (PyObject* other = UnpicklerMemoProxy::owner_of(proxy_type, value))
                 core_of(other).machine.memo().for_each([&](std::uint64_t index, PyObject* obj) {
                     entries.emplace_back(index, Py_NewRef(obj));
                 });
@@ -313,6 +344,7 @@ int Unpickler_set_memo(PyObject* self, PyObject* value, void*) {
     return 0;
 }
 
+#if !PICKLEX_HOOKS_ARE_METHODS
 PyObject* Unpickler_get_persistent_load(PyObject* self, void*) {
     const UnpicklerCore& core = core_of(self);
     if (!core.pers_func) {
@@ -338,11 +370,14 @@ int Unpickler_set_persistent_load(PyObject* self, PyObject* value, void*) {
     core.pers_func = Ref::borrow(value);
     return 0;
 }
+#endif
 
 PyGetSetDef Unpickler_getsets[] = {
     {"memo", Unpickler_get_memo, Unpickler_set_memo, nullptr, nullptr},
+#if !PICKLEX_HOOKS_ARE_METHODS
     {"persistent_load", Unpickler_get_persistent_load, Unpickler_set_persistent_load, nullptr,
      nullptr},
+#endif
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -353,28 +388,31 @@ const char Unpickler_doc[] =
     PICKLEX_DOC_FILE_METHODS
     PICKLEX_DOC_PY2_OPTIONS;
 
-PyTypeObject UnpicklerType = [] {
-    PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
-    type.tp_name = "picklex.Unpickler";
-    type.tp_doc = Unpickler_doc;
-    type.tp_basicsize = sizeof(UnpicklerObject);
-    type.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
-    type.tp_new = Unpickler_new;
-    type.tp_init = Unpickler_init;
-    type.tp_dealloc = Unpickler_dealloc;
-    type.tp_traverse = Unpickler_traverse;
-    type.tp_clear = Unpickler_clear;
-    type.tp_methods = Unpickler_methods;
-    type.tp_getset = Unpickler_getsets;
-    return type;
-}();
+PyType_Slot Unpickler_slots[] = {
+    {Py_tp_doc, const_cast<char*>(Unpickler_doc)},
+    {Py_tp_new, reinterpret_cast<void*>(Unpickler_new)},
+    {Py_tp_init, reinterpret_cast<void*>(Unpickler_init)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(Unpickler_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(Unpickler_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(Unpickler_clear)},
+    {Py_tp_methods, Unpickler_methods},
+    {Py_tp_getset, Unpickler_getsets},
+    {0, nullptr},
+};
+
+PyType_Spec Unpickler_spec = {
+    "picklex.Unpickler", sizeof(UnpicklerObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | PICKLEX_TPFLAGS_IMMUTABLE,
+    Unpickler_slots,
+};
 
 } // namespace
 
-PyTypeObject* unpickler_type() { return &UnpicklerType; }
-
-bool ready_unpickler_types() {
-    return PyType_Ready(&UnpicklerType) == 0 && UnpicklerMemoProxy::ready();
+bool add_unpickler_types(PyObject* module, ModuleState& st) {
+    if (!(st.unpickler_type = make_heap_type(module, &Unpickler_spec))) return false;
+    if (!(st.unpickler_memo_type = UnpicklerMemoProxy::make_type(module))) return false;
+    return PyModule_AddObjectRef(module, "Unpickler",
+                                 reinterpret_cast<PyObject*>(st.unpickler_type)) == 0;
 }
 
 } // namespace picklex::py

@@ -1,14 +1,14 @@
-// src/python/unpickler_type.hpp: the picklex.Unpickler type, as the module code sees it.
+// src/python/unpickler_type.hpp: the picklex.Unpickler type, made per interpreter.
 #pragma once
 
 #include "python.hpp"
 
 namespace picklex::py {
 
-/// The picklex.Unpickler type object (ready after ready_unpickler_types()).
-PyTypeObject* unpickler_type();
+struct ModuleState;
 
-/// PyType_Ready for Unpickler and UnpicklerMemoProxy; false with an exception set.
-bool ready_unpickler_types();
+/// Create the Unpickler and UnpicklerMemoProxy heap types into `st` and add Unpickler to
+/// `module`. False with an exception set.
+bool add_unpickler_types(PyObject* module, ModuleState& st);
 
 } // namespace picklex::py

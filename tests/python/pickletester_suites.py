@@ -13,6 +13,7 @@ implementation); the ``test_pickle.py`` doctests are the Python implementation's
 
 from __future__ import annotations
 
+import io
 import pickle
 import unittest
 from types import SimpleNamespace
@@ -123,4 +124,23 @@ def bind_suites(prefix: str, impl: SimpleNamespace, reference: Any) -> dict[str,
         {},
     )
     add("PicklerHookTests", (stdlib_bindings.CPicklerHookTests,), {"pickler_class": custom_pickler})
+
+    # Suites that newer interpreters add: error cases of the pickler (3.13) and the types
+    # being GC-tracked, immutable heap types (3.12). Each is bound where this interpreter's
+    # test_pickle has it, so every version runs its own.
+    if hasattr(stdlib_bindings, "CPicklingErrorTests"):
+        add(
+            "PicklingErrorTests",
+            (stdlib_bindings.CPicklingErrorTests,),
+            {"pickler": impl.Pickler},
+        )
+    if hasattr(stdlib_bindings, "HeapTypesTests"):
+
+        def set_up_heap_types(self: Any) -> None:
+            # The stdlib's setUp names _pickle's types; the tests themselves are reused.
+            pickler = impl.Pickler(io.BytesIO())
+            unpickler = impl.Unpickler(io.BytesIO())
+            self._types = (impl.Pickler, impl.Unpickler, type(pickler.memo), type(unpickler.memo))
+
+        add("HeapTypesTests", (stdlib_bindings.HeapTypesTests,), {"setUp": set_up_heap_types})
     return suites
