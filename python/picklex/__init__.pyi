@@ -81,7 +81,17 @@ def load(
 _StrPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 class FileFormatError(UnpicklingError):
-    """A picklex container file is corrupt, truncated, or not a picklex file."""
+    """A picklex container file is corrupt, truncated, or not a picklex file.
+
+    Also a pickle stream inside one that is damaged or fails to decode (the unpickler's
+    exception is the ``__cause__``).
+    """
+
+class MissingPackageError(ModuleNotFoundError):
+    """An optional package this file or call needs (lz4, zstandard, xxhash) is missing.
+
+    Not a FileFormatError: the file is fine. ``pip install picklex[files]`` installs them.
+    """
 
 class MessageError(UnpicklingError):
     """A framed message is malformed or exceeds the receiver's limits."""
@@ -95,12 +105,20 @@ DEFAULT_MAX_BUFFERS: int
 def dump_file(
     obj: Any, path: _StrPath, *, protocol: int | None = 5, compress: str | None = None
 ) -> None:
-    """Pickle obj into a container file atomically, out-of-band buffers 64-byte aligned."""
+    """Pickle obj into a container file atomically, out-of-band buffers 64-byte aligned.
+
+    compress="lz4"/"zstd" raises MissingPackageError when its package is not installed.
+    """
 
 def load_file(
     path: _StrPath, *, mmap: bool = True, writable: bool = False, verify: bool = False
 ) -> Any:
-    """Load a container file; buffers are views of a memory mapping of it by default."""
+    """Load a container file; buffers are views of a memory mapping of it by default.
+
+    Any bad file (header, table, checksums, compressed data, a damaged or malformed pickle
+    stream) raises FileFormatError; a missing lz4/zstandard (compressed buffers) or xxhash
+    (verify=True on an xxh3 file) raises MissingPackageError before any data is read.
+    """
 
 class BufferPool:
     """Aligned receive buffers that return to the pool when the objects using them die."""

@@ -1,13 +1,16 @@
 """Raw byte plumbing shared by the file container and the transports.
 
-Aligned allocation for received or read buffers, and the two loops that move a list of
-buffers through a vectored system call (``writev``/``sendmsg`` out, ``readv``/``recvmsg``
-in) without ever joining them: partial transfers resume where they stopped and no call is
-given more than ``IOV_MAX`` pieces.
+Aligned allocation for received or read buffers, memory that grows with the bytes that
+arrive (for lengths announced by a peer or a file, which may lie), and the two loops that
+move a list of buffers through a vectored system call (``writev``/``sendmsg`` out,
+``readv``/``recvmsg`` in) without ever joining them: partial transfers resume where they
+stopped and no call is given more than ``IOV_MAX`` pieces.
 """
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -132,3 +135,71 @@ def read_views(fill: Callable[[list[memoryview]], int], views: Sequence[memoryvi
                 pending[0] = head[got:]
                 got = 0
     return total
+
+
+#: A length announced by a peer or a file that is larger than this is not reserved at once:
+#: :func:`read_growing` starts with this much memory and at most doubles it as bytes arrive.
+GROWTH_STEP = 64 << 20
+
+
+def _anonymous(size: int) -> mmap.mmap:
+    """A fresh private anonymous mapping: page aligned, untouched until written."""
+    try:
+        block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    except OSError as exc:  # what mmap says when the memory (or address space) is not there
+        if exc.errno == errno.ENOMEM:
+            raise MemoryError(f"cannot reserve {size} bytes") from exc
+        raise
+    if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
+        try:
+            block.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # pragma: no cover - kernels without transparent huge pages
+            pass
+    return block
+
+
+def _grow(block: mmap.mmap, size: int, filled: int) -> mmap.mmap:
+    """``block`` enlarged to ``size`` bytes, its first ``filled`` bytes kept."""
+    try:
+        block.resize(size)  # mremap: the pages move, their bytes are not copied
+        return block
+    except OSError as exc:
+        if exc.errno == errno.ENOMEM:
+            raise MemoryError(f"cannot reserve {size} bytes") from exc
+        raise
+    except (BufferError, SystemError):
+        # A view of it is still alive (a file object's readinto kept the one it was given),
+        # or this platform has no mremap: copy into a new block and leave the old one to
+        # whoever still holds it.
+        bigger = _anonymous(size)
+        memoryview(bigger)[:filled] = memoryview(block)[:filled]
+        return bigger
+
+
+def read_growing(fill: Callable[[list[memoryview]], int], length: int) -> tuple[memoryview, int]:
+    """Read ``length`` bytes through ``fill`` (as for :func:`read_views`) into fresh memory
+    that is reserved as the bytes arrive; returns it and how many bytes were read.
+
+    Up to :data:`GROWTH_STEP` bytes come from :func:`aligned_empty`. A longer buffer starts
+    as an anonymous mapping of that size and, each time it is full, grows to at most twice
+    its size, never past ``length`` rounded up to a page: whatever ``length`` claims, the
+    memory held is at most :data:`GROWTH_STEP` or twice what arrived, whichever is larger.
+    On Linux a mapping grows in place or by moving its pages (``mremap``), so no byte is
+    copied, and once complete it is exactly the pages ``length`` needs. The view returned
+    is ``length`` bytes long, page aligned when it is a mapping; a short count means
+    ``fill`` reported end of input, and the caller decides what that means.
+    """
+    if length <= GROWTH_STEP:
+        view = aligned_empty(length)
+        return view, read_views(fill, [view])
+    limit = -(-length // mmap.PAGESIZE) * mmap.PAGESIZE
+    capacity = GROWTH_STEP
+    block = _anonymous(capacity)
+    filled = 0
+    while True:
+        end = min(capacity, length)
+        filled += read_views(fill, [memoryview(block)[filled:end]])
+        if filled < end or end == length:
+            return memoryview(block)[:length], filled
+        capacity = min(limit, 2 * capacity)
+        block = _grow(block, capacity, filled)

@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import missing_package
+
 _xxhash_module: Any = False  # not looked up yet
 
 
@@ -45,15 +47,13 @@ def default_algorithm() -> int:
 def function(algorithm: int) -> Callable[[object], int]:
     """The checksum function for an algorithm id: bytes-like in, unsigned int (<2**64) out.
 
-    Raises ``KeyError`` for an id this version does not know and ``ModuleNotFoundError``
-    when the algorithm's package is missing.
+    Raises ``KeyError`` for an id this version does not know and
+    :class:`~picklex.MissingPackageError` when the algorithm's package is missing.
     """
     if algorithm == XXH3_64:
         xxhash = _xxhash()
         if xxhash is None:
-            raise ModuleNotFoundError(
-                "verifying this file needs the xxhash package (pip install xxhash)"
-            )
+            raise missing_package("xxhash", "verify=True on a file with xxh3-64 checksums")
         return xxhash.xxh3_64_intdigest
     if algorithm == CRC32:
         return _crc32

@@ -7,7 +7,10 @@ therefore keeps a compressed copy only when it saves at least 1/16 of the size.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from ._buffers import read_growing
+from ._errors import missing_package
 
 NONE = 0
 LZ4 = 1
@@ -25,22 +28,32 @@ _MAX_RATIO = {LZ4: 256, ZSTD: 32768}
 _RATIO_SLACK = 1 << 16
 
 
-def _import(codec: int):
+#: The package each codec needs (pip and import names are the same).
+PACKAGES = {LZ4: "lz4", ZSTD: "zstandard"}
+
+
+def _import(codec: int, needed_for: str | None = None) -> Any:
+    """The codec's module; :class:`MissingPackageError` naming the package when it is absent."""
     try:
         if codec == LZ4:
             import lz4.frame as module
         else:
             import zstandard as module
     except ImportError as exc:
-        package = "lz4" if codec == LZ4 else "zstandard"
-        raise ModuleNotFoundError(
-            f"{NAMES[codec]} compression needs the {package} package (pip install {package})"
-        ) from exc
+        purpose = needed_for or f"{NAMES[codec]} compression"
+        raise missing_package(PACKAGES[codec], purpose) from exc
     return module
 
 
+def require(codec: int, needed_for: str) -> None:
+    """Check that ``codec``'s package is importable before any data is read."""
+    if codec != NONE:
+        _import(codec, needed_for)
+
+
 def codec_id(name: str | None) -> int:
-    """The codec id for a ``compress=`` argument; checks that its package is importable."""
+    """The codec id for a ``compress=`` argument; checks that its package is importable
+    (:class:`~picklex.MissingPackageError` if not)."""
     if name is None:
         return NONE
     try:
@@ -77,34 +90,70 @@ def compress(codec: int, view: memoryview) -> Compressed:
     return Compressed(codec, packed)
 
 
-def decompress_into(codec: int, source: memoryview, target: memoryview) -> bool:
-    """Decompress ``source`` into ``target``; True when it fills ``target`` exactly.
+def decompress(codec: int, source: memoryview, length: int) -> memoryview | None:
+    """Decompress ``source`` into fresh memory; None unless it gives exactly ``length`` bytes.
 
-    Never writes past ``target`` nor allocates more than its size, whatever the input.
-    Raises ``ValueError`` when the codec rejects the data.
+    ``length`` comes from the file: memory is reserved as output is produced
+    (:func:`~picklex._buffers.read_growing`), never sized by the claim alone, and no output
+    is held twice. Raises ``ValueError`` when the codec rejects the data.
     """
     module = _import(codec)
     try:
-        return _decompress_into(module, codec, source, target)
+        decoder = _Lz4Decoder(module, source) if codec == LZ4 else _ZstdDecoder(module, source)
+        view, got = read_growing(decoder.fill, length)
+        complete = got == length and decoder.at_end()
     except MemoryError:
         raise
     except Exception as exc:  # each package has its own error types (ZstdError, RuntimeError)
         raise ValueError(f"{NAMES[codec]}: {exc}") from exc
+    return view if complete else None
 
 
-def _decompress_into(module, codec: int, source: memoryview, target: memoryview) -> bool:
-    if codec == LZ4:
-        decompressor = module.LZ4FrameDecompressor()
-        data = decompressor.decompress(source, max_length=target.nbytes)
-        if len(data) != target.nbytes or not decompressor.eof:
-            return False
-        target[:] = data
-        return True
-    reader = module.ZstdDecompressor().stream_reader(source, read_across_frames=False)
-    filled = 0
-    while filled < target.nbytes:
-        got = reader.readinto(target[filled:])
-        if not got:
-            return False
-        filled += got
-    return reader.read(1) == b""
+# lz4 hands out its output as new bytes objects; at most this many at a time.
+_LZ4_CHUNK = 4 << 20
+
+
+class _Lz4Decoder:
+    """One lz4 frame, decoded chunk by chunk into the views given to :meth:`fill`."""
+
+    def __init__(self, module: Any, source: memoryview) -> None:
+        self.module = module
+        self.context = module.create_decompression_context()
+        self.source = source
+        self.position = 0
+        self.eof = False
+
+    def _chunk(self, limit: int) -> bytes:
+        data = b""
+        while not data and not self.eof:
+            data, used, self.eof = self.module.decompress_chunk(
+                self.context, self.source[self.position :], max_length=limit
+            )
+            self.position += used
+            if not data and not used:
+                break  # no progress: the frame ends early
+        return data
+
+    def fill(self, batch: list[memoryview]) -> int:
+        target = batch[0]
+        data = self._chunk(min(target.nbytes, _LZ4_CHUNK))
+        target[: len(data)] = data
+        return len(data)
+
+    def at_end(self) -> bool:
+        """True when the frame ends here (no further output)."""
+        return not self._chunk(1) and self.eof
+
+
+class _ZstdDecoder:
+    """One zstd frame, decoded straight into the views given to :meth:`fill`."""
+
+    def __init__(self, module: Any, source: memoryview) -> None:
+        self.reader = module.ZstdDecompressor().stream_reader(source, read_across_frames=False)
+
+    def fill(self, batch: list[memoryview]) -> int:
+        return self.reader.readinto(batch[0])
+
+    def at_end(self) -> bool:
+        """True when the frame ends here (no further output)."""
+        return self.reader.read(1) == b""

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import threading
 import weakref
+from typing import Any
 
 from ._buffers import ALIGNMENT, _numpy, aligned_empty, padding
 
 _PAGE = 4096
+
+
+def _capacity(size: int) -> int:
+    """The block size that serves ``size`` bytes: whole pages, so similar sizes share."""
+    return -(-size // _PAGE) * _PAGE
 
 
 class BufferPool:
@@ -25,6 +31,10 @@ class BufferPool:
     is gone, its memory goes back to the pool (keeping at most ``max_bytes`` in reserve,
     default 256 MiB) and a later buffer of the same size (rounded up to 4 KiB) reuses it,
     already faulted in. Memory still in use is never reused. Thread-safe. Needs numpy.
+
+    A received buffer of more than 64 MiB comes from the pool only when one of its size is
+    free; otherwise it is received into memory that grows with its bytes (a length a peer
+    announced is never reserved before the bytes come) and joins the pool afterwards.
     """
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
@@ -54,22 +64,47 @@ class BufferPool:
         """A writable, 64-byte aligned ``size``-byte buffer, recycled when possible."""
         if size < _PAGE:  # small buffers: faults are not the cost, bookkeeping would be
             return aligned_empty(size)
-        capacity = -(-size // _PAGE) * _PAGE
+        view = self._recycled(size)
+        if view is not None:
+            return view
+        block = _numpy().empty(_capacity(size) + ALIGNMENT, dtype=_numpy().uint8)
+        return self._hand_out(block, size, hit=False)
+
+    def _recycled(self, size: int) -> memoryview | None:
+        """A reserved buffer for ``size`` bytes if the pool holds one, else None.
+
+        Never allocates: the receiver asks this first for a buffer whose length a peer
+        announced, since memory already in reserve costs nothing to use.
+        """
+        if size < _PAGE:
+            return None
+        capacity = _capacity(size)
         with self._lock:
             blocks = self._free.get(capacity)
-            block = blocks.pop() if blocks else None
-            if block is not None:
-                self._free_bytes -= capacity
+            if not blocks:
+                return None
+            block = blocks.pop()
+            self._free_bytes -= capacity
+        return self._hand_out(block, size, hit=True)
+
+    def _adopt(self, view: memoryview) -> memoryview:
+        """The bytes of ``view``, received into a page-aligned mapping of their own (as
+        :func:`picklex._buffers.read_growing` returns for long buffers), as a pool buffer:
+        the mapping joins the pool once unused."""
+        block = _numpy().frombuffer(view.obj, dtype=_numpy().uint8)
+        return self._hand_out(block, view.nbytes, hit=False)
+
+    def _hand_out(self, block: Any, size: int, *, hit: bool) -> memoryview:
+        with self._lock:
+            if hit:
                 self.hits += 1
             else:
                 self.misses += 1
-        if block is None:
-            block = _numpy().empty(capacity + ALIGNMENT, dtype=_numpy().uint8)
         start = padding(block.__array_interface__["data"][0])
         view = block[start : start + size]
         # The view is what every user of the buffer keeps alive (memoryview -> view -> block);
         # when it dies the block is free again.
-        weakref.finalize(view, self._release, block, capacity).atexit = False
+        weakref.finalize(view, self._release, block, _capacity(size)).atexit = False
         return memoryview(view)
 
     def _release(self, block: object, capacity: int) -> None:

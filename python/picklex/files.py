@@ -12,18 +12,21 @@ from __future__ import annotations
 import errno
 import mmap as _mmap
 import os
+import pickle
+import struct
 import sys
+from collections.abc import Iterator
 from typing import Any, Union
 
 from . import _checksum, _codecs, _container
 from ._buffers import IOV_MAX, aligned_empty, byte_view, padding, read_views, write_views
 from ._container import Entry, Layout
-from ._errors import FileFormatError
+from ._errors import FileFormatError, MissingPackageError
 from ._oob import dumps_out_of_band, loads_consuming_all
 
 StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
-__all__ = ["dump_file", "load_file", "FileFormatError"]
+__all__ = ["dump_file", "load_file", "FileFormatError", "MissingPackageError"]
 
 _ZEROS = memoryview(bytes(64))
 # Compressed data is held in memory until written; flush the gather list past this much.
@@ -161,9 +164,10 @@ def dump_file(
     are written after the pickle stream, each on a 64-byte boundary, straight from the
     objects' memory with ``os.writev``. Every buffer and the stream get a checksum.
 
-    ``compress`` may be ``"lz4"`` or ``"zstd"`` (needs the ``lz4`` / ``zstandard`` package):
-    each buffer is stored compressed when that saves at least 1/16 of its size. Compressed
-    buffers cannot be memory-mapped on load.
+    ``compress`` may be ``"lz4"`` or ``"zstd"`` (needs the ``lz4`` / ``zstandard`` package,
+    :class:`MissingPackageError` without it; ``pip install picklex[files]``): each buffer
+    is stored compressed when that saves at least 1/16 of its size. Compressed buffers
+    cannot be memory-mapped on load.
 
     The file is written under a temporary name (or an unnamed inode) in the same directory,
     synced, and renamed over ``path``: an existing file is replaced only by a complete new
@@ -307,20 +311,72 @@ def _buffers(layout: Layout, source: _Source, writable: bool) -> list[memoryview
         if entry.codec == _codecs.NONE:
             view = stored
         else:
-            view = aligned_empty(entry.length)
             try:
-                complete = _codecs.decompress_into(entry.codec, stored, view)
+                decompressed = _codecs.decompress(entry.codec, stored, entry.length)
             except ValueError as exc:
                 raise FileFormatError(f"corrupt picklex file: buffer {index}: {exc}") from exc
-            if not complete:
+            if decompressed is None:
                 raise FileFormatError(
                     f"corrupt picklex file: buffer {index} does not decompress to "
                     f"{entry.length} bytes"
                 )
+            view = decompressed
         if entry.readonly or not writable:
             view = _readonly(view)
         buffers.append(view)
     return buffers
+
+
+def _require_packages(layout: Layout, verify: bool) -> None:
+    """Name a missing optional package before any data is read, not half-way through."""
+    for codec in sorted({entry.codec for entry in layout.entries}):
+        _codecs.require(codec, f"reading this file's {_codecs.NAMES[codec]}-compressed buffers")
+    if verify:
+        _checksum.function(layout.checksum_algorithm)
+
+
+# What the unpickler raises for a malformed stream (tests/python/test_malformed.py lists
+# them). ImportError and AttributeError are not among them: they say that a class or
+# function the stream names is missing here, which is a fact about this environment, not
+# about the file (pickle.load raises them too), unless the stream's checksum shows that the
+# name itself was damaged.
+_MALFORMED_STREAM = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    TypeError,
+    LookupError,  # KeyError, IndexError, and an unknown codec name
+    struct.error,
+)
+
+
+def _stream_damaged(layout: Layout, stream: memoryview) -> bool:
+    """True when the stream no longer matches its checksum (False when that cannot be told)."""
+    try:
+        checksum = _checksum.function(layout.checksum_algorithm)
+    except ModuleNotFoundError:  # an xxh3 file without xxhash: no evidence either way
+        return False
+    return checksum(stream) != layout.stream_checksum
+
+
+def _unpickle(
+    layout: Layout, stream: memoryview, buffers: Iterator[memoryview], verified: bool
+) -> Any:
+    """Unpickle the file's stream; a stream that is damaged or malformed is a FileFormatError."""
+    try:
+        return loads_consuming_all(stream, buffers, FileFormatError, "corrupt picklex file")
+    except FileFormatError:
+        raise
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {exc}"
+        if not verified and _stream_damaged(layout, stream):
+            raise FileFormatError(
+                f"corrupt picklex file: pickle stream checksum mismatch (loading it raised {what})"
+            ) from exc
+        if isinstance(exc, _MALFORMED_STREAM):
+            raise FileFormatError(f"corrupt picklex file: pickle stream fails ({what})") from exc
+        raise
 
 
 def load_file(
@@ -340,12 +396,27 @@ def load_file(
 
     The header and buffer table are always checked (magic, version, CRC-32, every offset and
     length against the real file size); ``verify=True`` also checks the checksum of the
-    pickle stream and of every buffer, which reads all the data. Problems raise
-    :class:`FileFormatError`.
+    pickle stream and of every buffer, which reads all the data. Every problem with the
+    file raises :class:`FileFormatError`: a bad header or table, a truncated file, a
+    checksum mismatch, a compressed buffer that does not decompress, and a pickle stream
+    that fails to load because it is damaged (its checksum is compared when loading fails,
+    with or without ``verify``) or malformed (the unpickler raised ``UnpicklingError``,
+    ``EOFError``, ``ValueError``, ``OverflowError``, ``TypeError``, ``LookupError``); the
+    unpickler's exception is its ``__cause__``. An intact stream that names a class or
+    function this environment lacks raises the ``ImportError`` or ``AttributeError`` that
+    :func:`pickle.load` raises.
+
+    A file with lz4 or zstd compressed buffers needs the ``lz4`` or ``zstandard`` package,
+    and ``verify=True`` on a file checksummed with xxh3-64 (the default when ``xxhash`` was
+    installed on the saving side) needs ``xxhash``: without it :class:`MissingPackageError`
+    (a :class:`ModuleNotFoundError`, not a :class:`FileFormatError`: the file is fine)
+    names the package before any data is read. ``pip install picklex[files]`` installs all
+    three.
     """
     with open(path, "rb", buffering=0) as file:
         fd = file.fileno()
         layout = _read_layout(fd, os.fstat(fd).st_size)
+        _require_packages(layout, verify)
         source = _Source(fd, layout, mmap, writable)
     if verify:
         _verify(layout, source)
@@ -354,4 +425,4 @@ def load_file(
     del source  # from here on only the views handed out keep the mapping alive
     remaining = iter(buffers)
     del buffers
-    return loads_consuming_all(stream, remaining, FileFormatError, "corrupt picklex file")
+    return _unpickle(layout, stream, remaining, verify)

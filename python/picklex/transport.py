@@ -7,7 +7,8 @@ fresh 64-byte aligned memory with ``recvmsg_into`` and gives that memory to the 
 so a numpy array crosses with exactly one copy: the kernel's.
 
 The receiver trusts nothing it reads: the header is bounded by ``max_message_size`` and
-``max_buffers`` before anything is allocated, and a peer that closes mid-message raises
+``max_buffers`` before anything is allocated, memory is then reserved as the bytes arrive,
+not as the header announces them, and a peer that closes mid-message raises
 :class:`TruncatedMessageError` instead of blocking or returning a partial object. Waiting
 for a peer that stays connected but silent is bounded by the socket's own timeout
 (``sock.settimeout``); a timeout or error part-way through a message leaves the connection
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import _framing
-from ._buffers import aligned_empty, read_views, write_views
+from ._buffers import GROWTH_STEP, aligned_empty, read_growing, read_views, write_views
 from ._errors import MessageError, TruncatedMessageError
 from ._framing import DEFAULT_MAX_BUFFERS, DEFAULT_MAX_MESSAGE_SIZE
 from ._oob import dumps_out_of_band, loads_consuming_all
@@ -42,10 +43,14 @@ __all__ = [
     "BufferPool",
 ]
 
-# Receive buffers are allocated as the data arrives, this many bytes of them at a time, so a
-# peer that announces a large message and then stops costs at most this much untouched memory
-# beyond what it actually sent (and never more than max_message_size).
-_RECEIVE_BATCH = 64 << 20
+# Receive memory is allocated as the data arrives: buffers of up to this many bytes are
+# allocated this many bytes of them at a time, and a longer one grows from this size with
+# the bytes that reach it (read_growing). So a peer that announces a large message and then
+# stops costs at most this much untouched memory beyond what it actually sent, however much
+# it announced.
+_RECEIVE_BATCH = GROWTH_STEP
+# file.read(n) allocates n bytes before it reads: never ask a file without readinto for more.
+_READ_CHUNK = 1 << 20
 
 _Emit = Callable[[list[memoryview]], int]
 _Fill = Callable[[list[memoryview]], int]
@@ -59,10 +64,57 @@ def _message_views(obj: Any, protocol: int | None) -> list[memoryview]:
     return [memoryview(head), memoryview(pickled.stream), *pickled.buffers]
 
 
+class _Receiver:
+    """Fills the views of one message in order, allocating only as the bytes arrive.
+
+    Views of up to :data:`_RECEIVE_BATCH` bytes are allocated exactly and received in
+    vectored batches of at most that many bytes; a longer view first takes a recycled pool
+    buffer if there is one, else grows with its bytes (:func:`read_growing`).
+    """
+
+    def __init__(self, fill: _Fill, payload_length: int, pool: BufferPool | None) -> None:
+        self.fill = fill
+        self.payload_length = payload_length
+        self.pool = pool
+        self.allocate = pool.allocate if pool is not None else aligned_empty
+        self.received = 0
+        self.batch: list[memoryview] = []
+        self.batch_bytes = 0
+
+    def take(self, length: int) -> memoryview:
+        """A view that will hold the next ``length`` bytes (once :meth:`flush` has run)."""
+        if self.batch_bytes + length > _RECEIVE_BATCH:
+            self.flush()
+        if length <= _RECEIVE_BATCH:
+            view = self.allocate(length)
+            self.batch.append(view)
+            self.batch_bytes += length
+            return view
+        recycled = self.pool._recycled(length) if self.pool is not None else None
+        if recycled is not None:
+            self._check(read_views(self.fill, [recycled]), length)
+            return recycled
+        view, got = read_growing(self.fill, length)
+        self._check(got, length)
+        return self.pool._adopt(view) if self.pool is not None else view
+
+    def flush(self) -> None:
+        """Receive every view taken since the last flush."""
+        self._check(read_views(self.fill, self.batch), self.batch_bytes)
+        self.batch, self.batch_bytes = [], 0
+
+    def _check(self, got: int, wanted: int) -> None:
+        self.received += got
+        if got != wanted:
+            raise TruncatedMessageError(
+                f"picklex message cut short: got {self.received} of {self.payload_length} "
+                "payload bytes"
+            )
+
+
 def _read_message(
     fill: _Fill, max_message_size: int, max_buffers: int, pool: BufferPool | None
 ) -> Any:
-    allocate = pool.allocate if pool is not None else aligned_empty
     head = memoryview(bytearray(_framing.HEADER.size))
     got = read_views(fill, [head])
     if got == 0:
@@ -72,35 +124,18 @@ def _read_message(
             f"picklex message cut short: got {got} of the {head.nbytes}-byte header"
         )
     frame = _framing.decode_header(head, max_message_size=max_message_size, max_buffers=max_buffers)
-    table = memoryview(bytearray(frame.table_size))
-    if read_views(fill, [table]) != frame.table_size:
+    # The table is bounded by max_buffers, which a caller may have raised: it grows as it
+    # arrives too.
+    table, got = read_growing(fill, frame.table_size)
+    if got != frame.table_size:
         raise TruncatedMessageError("picklex message cut short in its buffer table")
     layout = _framing.decode_table(head, frame, table)
+    del table
 
-    stream = allocate(frame.stream_length)
-    buffers: list[memoryview] = []
-    batch = [stream]
-    batch_bytes = frame.stream_length
-    received = 0
-
-    def receive() -> None:
-        nonlocal received, batch, batch_bytes
-        got = read_views(fill, batch)
-        received += got
-        if got != batch_bytes:
-            raise TruncatedMessageError(
-                f"picklex message cut short: got {received} of {frame.payload_length} payload bytes"
-            )
-        batch, batch_bytes = [], 0
-
-    for length, _readonly in layout:
-        if batch_bytes >= _RECEIVE_BATCH:
-            receive()
-        view = allocate(length)
-        buffers.append(view)
-        batch.append(view)
-        batch_bytes += length
-    receive()
+    receiver = _Receiver(fill, frame.payload_length, pool)
+    stream = receiver.take(frame.stream_length)
+    buffers = [receiver.take(length) for length, _readonly in layout]
+    receiver.flush()
 
     handed = [view.toreadonly() if ro else view for view, (_n, ro) in zip(buffers, layout)]
     del buffers
@@ -141,7 +176,10 @@ def recv(
     :class:`MessageError` for a malformed header or one that announces more than
     ``max_message_size`` bytes (default 4 GiB, header and table included) or more than
     ``max_buffers`` buffers (default 65536); both limits are checked before anything is
-    allocated. Socket timeouts and errors propagate as ``OSError``.
+    allocated. Within them, memory follows the bytes that actually arrive: a buffer of more
+    than 64 MiB starts at 64 MiB and at most doubles as it fills, so a header that
+    announces gigabytes and is followed by nothing costs at most 64 MiB and raises
+    :class:`TruncatedMessageError`. Socket timeouts and errors propagate as ``OSError``.
 
     With ``pool=`` (a :class:`BufferPool`) receive memory comes from the pool and returns
     to it once the received objects are gone, so repeated messages reuse memory that is
@@ -188,7 +226,7 @@ def _stream_fill(file: BinaryIO) -> _Fill:
         return fill
 
     def fill_by_read(batch: list[memoryview]) -> int:
-        data = file.read(batch[0].nbytes)
+        data = file.read(min(batch[0].nbytes, _READ_CHUNK))
         batch[0][: len(data)] = data
         return len(data)
 

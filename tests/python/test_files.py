@@ -8,6 +8,7 @@ atomicity by failing and killing real saves; robustness by flipping and cutting 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import pickle
 import signal
@@ -562,6 +563,160 @@ def test_stream_using_fewer_buffers_than_listed(tmp_path: Path) -> None:
     rewrite_layout(path, layout._replace(stream_length=len(short)))
     with pytest.raises(picklex.FileFormatError, match="fewer buffers"):
         picklex.load_file(path)
+
+
+def container_with_stream(path: Path, stream: bytes, *, recorded: bytes | None = None) -> None:
+    """A container of just ``stream`` whose checksum is that of ``recorded`` (default: the
+    stream itself, as a hostile writer would make it; another value: damage since saving)."""
+    algorithm = _checksum.default_algorithm()
+    checksum = _checksum.function(algorithm)(stream if recorded is None else recorded)
+    offset = _container.HEADER.size
+    layout = _container.Layout(
+        algorithm, 4, offset + len(stream), offset, len(stream), checksum, ()
+    )
+    path.write_bytes(_container.pack(layout) + stream)
+
+
+STREAM = pickle.dumps(["text", "ü" * 3, 1], 4)
+MALFORMED_STREAMS = {
+    "EOFError": STREAM[:-1] + b"N",  # no STOP: runs out of input
+    "UnicodeDecodeError": STREAM.replace("ü".encode(), b"\xff\xfe", 1),
+    "UnpicklingError": STREAM[:-3],  # shorter than its frame
+}
+
+
+@pytest.mark.parametrize("cause", sorted(MALFORMED_STREAMS))
+def test_corrupt_stream_in_a_container_is_a_file_format_error(tmp_path: Path, cause: str) -> None:
+    # A valid header and table around a stream the unpickler rejects: FileFormatError, as for
+    # every other bad file, with the unpickler's exception as its cause. Damaged since it was
+    # saved (checksum mismatch, found when loading fails even without verify=True), or
+    # written malformed (checksum matches).
+    path = tmp_path / "s.pkx"
+    bad = MALFORMED_STREAMS[cause]
+    for recorded, match in ((STREAM, "checksum mismatch"), (None, "pickle stream fails")):
+        container_with_stream(path, bad, recorded=recorded)
+        for kind in LOAD_KINDS:
+            if kind.get("verify") and recorded is not None:
+                match_here = "pickle stream checksum mismatch"
+            else:
+                match_here = match
+            with pytest.raises(picklex.FileFormatError, match=match_here) as info:
+                picklex.load_file(path, **kind)
+            if not kind.get("verify") or recorded is None:
+                assert type(info.value.__cause__).__name__ == cause
+    container_with_stream(path, STREAM)
+    assert picklex.load_file(path, verify=True) == ["text", "ü" * 3, 1]
+
+
+def test_intact_stream_naming_a_missing_module_raises_what_pickle_raises(tmp_path: Path) -> None:
+    # The file is fine, the environment lacks the class: not a FileFormatError, unless the
+    # checksum shows that the name itself was damaged.
+    path = tmp_path / "g.pkx"
+    stream = b"\x80\x04cpicklex_test_no_such_module\nthing\n."
+    container_with_stream(path, stream)
+    with pytest.raises(ModuleNotFoundError) as info:
+        picklex.load_file(path)
+    assert not isinstance(info.value, picklex.FileFormatError)
+    container_with_stream(path, stream, recorded=stream.replace(b"no_such", b"a_module"))
+    with pytest.raises(picklex.FileFormatError, match="checksum mismatch") as damaged:
+        picklex.load_file(path)
+    assert isinstance(damaged.value.__cause__, ModuleNotFoundError)
+
+
+def test_missing_optional_package_is_named_and_not_a_file_format_error(tmp_path: Path) -> None:
+    # Compressed buffers without lz4/zstandard, verify=True on an xxh3 file without xxhash:
+    # a MissingPackageError (a ModuleNotFoundError) that names the package and the pip extra,
+    # raised before any data is read; never a FileFormatError, since the file is intact.
+    pytest.importorskip("lz4")
+    pytest.importorskip("zstandard")
+    pytest.importorskip("xxhash")
+    compressible = np.repeat(np.arange(1000, dtype=np.int64), 100)
+    for codec in ("lz4", "zstd"):
+        picklex.dump_file({"a": compressible}, tmp_path / f"{codec}.pkx", compress=codec)
+    picklex.dump_file({"a": np.arange(10.0)}, tmp_path / "xxh3.pkx")
+    assert read_layout(tmp_path / "xxh3.pkx").checksum_algorithm == _checksum.XXH3_64
+    result = run_child(
+        """
+        import json, sys
+        for name in ("lz4", "lz4.frame", "zstandard", "xxhash"):
+            sys.modules[name] = None  # as if the package were not installed
+        import picklex
+
+        def outcome(call):
+            try:
+                call()
+            except Exception as exc:
+                return [type(exc).__name__, isinstance(exc, ModuleNotFoundError),
+                        isinstance(exc, picklex.FileFormatError), exc.name, str(exc)]
+            return "ok"
+
+        folder = sys.argv[1]
+        print(json.dumps({
+            "lz4": outcome(lambda: picklex.load_file(f"{folder}/lz4.pkx")),
+            "zstd": outcome(lambda: picklex.load_file(f"{folder}/zstd.pkx", mmap=False)),
+            "xxhash": outcome(lambda: picklex.load_file(f"{folder}/xxh3.pkx", verify=True)),
+            "xxhash unverified": outcome(lambda: picklex.load_file(f"{folder}/xxh3.pkx")),
+            "save lz4": outcome(
+                lambda: picklex.dump_file([1], f"{folder}/new.pkx", compress="lz4")
+            ),
+        }))
+        """,
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout)
+    assert outcomes.pop("xxhash unverified") == "ok"
+    packages = {"lz4": "lz4", "zstd": "zstandard", "xxhash": "xxhash", "save lz4": "lz4"}
+    for case, (kind, is_module_error, is_format_error, name, message) in outcomes.items():
+        assert kind == "MissingPackageError" and is_module_error and not is_format_error, case
+        assert name == packages[case], case
+        assert f"the {name} package" in message and "pip install picklex[files]" in message
+    assert issubclass(picklex.MissingPackageError, ModuleNotFoundError)
+    assert not issubclass(picklex.MissingPackageError, picklex.FileFormatError)
+    assert not (tmp_path / "new.pkx").exists()
+
+
+BOMB_CHILD = """
+import resource, sys
+import picklex
+
+with open("/proc/self/status") as status:
+    vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (256 << 20), resource.RLIM_INFINITY))
+for use_mmap in (True, False):
+    try:
+        picklex.load_file(sys.argv[1], mmap=use_mmap)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_compressed_entry_claiming_gigabytes_does_not_reserve_them(
+    tmp_path: Path, codec: str
+) -> None:
+    # An entry may claim as many decompressed bytes as its codec could produce from its
+    # stored bytes (lz4: 256x, zstd: 32768x): gigabytes from a small file. Memory must follow
+    # the bytes that really come out: under a 256 MiB limit such a claim is a FileFormatError,
+    # not a MemoryError.
+    pytest.importorskip("lz4" if codec == "lz4" else "zstandard")
+    noise = np.random.default_rng(6).integers(0, 256, 17 << 20 if codec == "lz4" else 1 << 18)
+    data = np.concatenate([noise.astype(np.uint8), np.zeros(8 << 20, dtype=np.uint8)])
+    path = tmp_path / "bomb.pkx"
+    picklex.dump_file(data, path, compress=codec)
+    layout = read_layout(path)
+    (entry,) = layout.entries
+    claim = _codecs.max_decompressed(entry.codec, entry.stored_length)
+    assert entry.codec == _codecs.BY_NAME[codec] and claim >= 4 << 30
+    rewrite_layout(path, layout._replace(entries=(entry._replace(length=claim),)))
+    result = run_child(BOMB_CHILD, str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    for line in lines:
+        assert line.startswith("FileFormatError") and "does not decompress to" in line, line
+    rewrite_layout(path, layout)
+    assert np.array_equal(picklex.load_file(path), data)
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:

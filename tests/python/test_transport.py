@@ -9,7 +9,9 @@ sending side by the memory the send allocates, never by timing.
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
+import json
 import os
 import pickle
 import signal
@@ -557,6 +559,160 @@ def test_huge_claims_are_refused_before_allocating() -> None:
         finally:
             tracemalloc.stop()
         assert peak < 1 << 20 and elapsed < 2
+
+
+# The receiver runs under an address-space limit of its size after start-up plus this much:
+# room for one large message received without a copy (not for the message and a copy of its
+# first 64 MiB), and far from 4 GiB.
+HEADROOM = 176 << 20
+LEGIT_SIZE = (112 << 20) + 12345  # more than one 64 MiB receive step, not a whole page
+
+RECEIVER_UNDER_LIMIT = """
+import hashlib, io, json, os, resource, socket, sys
+import numpy as np, picklex
+
+kind, fd, use_pool = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "pool"
+if kind == "socket":
+    sock = socket.socket(fileno=fd)
+    receive = lambda **kw: picklex.recv(sock, **kw)
+else:
+    stream = os.fdopen(fd, "rb")
+    if kind == "pipe-read":  # a file object without readinto: read() only
+        class Reader:
+            read = stream.read
+        stream = Reader()
+    receive = lambda **kw: picklex.read_message(stream, **kw)
+pool = picklex.BufferPool(max_bytes=0) if use_pool else None  # keeps nothing in reserve
+
+with open("/proc/self/status") as status:
+    vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[4]), resource.RLIM_INFINITY))
+
+report = {}
+array = receive(pool=pool)
+owner = array  # down the chain of views to the memory the bytes were received into
+while True:
+    below = owner.obj if isinstance(owner, memoryview) else getattr(owner, "base", None)
+    if below is None:
+        break
+    owner = below
+report["digest"] = hashlib.sha256(memoryview(array)).hexdigest()
+report["owner_bytes"] = memoryview(owner).nbytes
+report["aligned"] = array.__array_interface__["data"][0] % 64 == 0
+del array, owner
+try:
+    receive(pool=pool)
+except Exception as exc:
+    report["error"] = type(exc).__name__
+    report["message"] = str(exc)
+print(json.dumps(report))
+"""
+
+
+def announcing_4gib(claim: str) -> bytes:
+    """A valid header (within the default max_message_size) for 4 GiB that never comes."""
+    if claim == "stream":
+        payload = picklex.DEFAULT_MAX_MESSAGE_SIZE - _framing.HEADER.size
+        return raw_header(stream_length=payload, payload_length=payload)
+    entry = _framing.ENTRY.pack(picklex.DEFAULT_MAX_MESSAGE_SIZE - 48, 0)
+    return raw_header(count=1, payload_length=picklex.DEFAULT_MAX_MESSAGE_SIZE - 48, table=entry)
+
+
+@pytest.mark.parametrize("kind", ["socket", "pipe", "pipe-read"])
+@pytest.mark.parametrize("claim,pool", [("stream", ""), ("buffer", ""), ("buffer", "pool")])
+def test_message_header_announcing_4gib_does_not_reserve_it(
+    kind: str, claim: str, pool: str
+) -> None:
+    # Under a memory limit of a few hundred MiB, a header that announces a 4 GiB stream or
+    # buffer and is followed by nothing must be a TruncatedMessageError, not a MemoryError:
+    # receive memory follows the bytes that arrive. A real message larger than one receive
+    # step, sent first, must still arrive intact, in memory of its own size, without a copy
+    # (a copy would not fit under the limit).
+    legit = np.random.default_rng(4).integers(0, 256, LEGIT_SIZE, dtype=np.uint8)
+    if kind == "socket":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.settimeout(TIMEOUT)
+        out: Any = ours.makefile("wb")
+        fd = theirs.fileno()
+    else:
+        fd, ours_fd = os.pipe()
+        out = os.fdopen(ours_fd, "wb")
+    proc = child(
+        RECEIVER_UNDER_LIMIT,
+        kind,
+        str(fd),
+        pool or "none",
+        str(HEADROOM),
+        pass_fds=[fd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if kind == "socket":  # the child has its own copy
+        theirs.close()
+    else:
+        os.close(fd)
+
+    def feed() -> None:
+        with out:
+            out.write(message_bytes(legit))
+            out.write(announcing_4gib(claim))
+        if kind == "socket":
+            ours.close()
+
+    sender = Sender(feed)
+    sender.start()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report.get("error") == "TruncatedMessageError", report
+    assert "cut short: got 0 of " in report["message"]
+    assert report["digest"] == hashlib.sha256(memoryview(legit)).hexdigest()
+    assert report["aligned"]
+    assert LEGIT_SIZE <= report["owner_bytes"] < LEGIT_SIZE + 65536
+    sender.join()
+
+
+class KeepingReader(io.BytesIO):
+    """A stream whose readinto keeps every view it is given (a file object may)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.kept: list[memoryview] = []
+
+    def readinto(self, view: Any) -> int:
+        self.kept.append(view)
+        return super().readinto(view)
+
+
+def test_message_larger_than_a_receive_step_arrives_intact() -> None:
+    # The stream and the buffers of a message grow in steps as their bytes arrive; the bytes
+    # end up where they belong whatever the step boundaries, on sockets and streams alike.
+    rng = np.random.default_rng(12)
+    big = rng.integers(0, 256, (64 << 20) + 1, dtype=np.uint8)
+    obj = {"big": big, "small": np.arange(10.0), "inband": b"x" * (70 << 20) + b"y"}
+    data = message_bytes(obj)
+    got = picklex.read_message(io.BytesIO(data))
+    assert np.array_equal(got["big"], big) and got["inband"] == obj["inband"]
+    assert np.array_equal(got["small"], obj["small"])
+    del got
+    keeper = KeepingReader(data)  # memory that cannot grow in place while views of it live
+    got = picklex.read_message(keeper)
+    assert np.array_equal(got["big"], big) and got["inband"] == obj["inband"]
+    assert len(keeper.kept) > 2
+    del got, keeper
+    pool = picklex.BufferPool()
+    for round_ in range(2):
+        with connected() as (a, b):
+            sender = Sender(lambda: a.sendall(data))
+            sender.start()
+            got = picklex.recv(b, pool=pool)
+            sender.join()
+        assert np.array_equal(got["big"], big) and got["inband"] == obj["inband"]
+        assert address(got["big"]) % ALIGN == 0
+        assert (pool.hits, pool.misses) == ((0, 2) if round_ == 0 else (2, 2))  # stream, big
+        del got
+        gc.collect()
 
 
 def test_max_message_size_is_enforced_exactly() -> None:
