@@ -42,7 +42,8 @@ def run(interp: int, script: str) -> None:
     if _MODERN:
         failure = _api.exec(interp, code)
         if failure is not None:
-            raise SubinterpreterError(f"{failure.type.__name__}: {failure.msg}\n{failure.formatted}")
+            name = failure.type.__name__
+            raise SubinterpreterError(f"{name}: {failure.msg}\n{failure.formatted}")
         return
     try:
         _api.run_string(interp, code)
