@@ -31,6 +31,7 @@ inline bool compact_long_value(PyObject* obj, long long& value) {
 
 struct ResolvedGlobal;
 struct ModuleState;
+struct Certificate;
 
 class PicklerCore {
     // Declared first: the Writer below allocates through it.
@@ -63,6 +64,8 @@ class PicklerCore {
     bool dump(PyObject* obj, PyObject* owner);
     /// The in-memory pickle as bytes, after dump(); empties the output.
     PyObject* take_result();
+    /// Inside dump(): re-initialising or starting another dump must be refused.
+    bool dumping() const noexcept { return busy_; }
     /// Forget every memoized object (Pickler.clear_memo()).
     void clear_memo();
     /// Drop every Python reference held (Pickler tp_clear / re-init).
@@ -148,11 +151,11 @@ class PicklerCore {
     bool save_reduce(PyObject* args, PyObject* obj);
 
     // plain class instances (pickler_plain.cpp)
-    /// The certificate of a class whose instances can skip __reduce_ex__, or nullptr.
-    const void* plain_certificate(PyTypeObject* type) const;
+    /// A copy of the certificate of a class whose instances can skip __reduce_ex__, if any.
+    bool plain_certificate(PyTypeObject* type, Certificate& out) const;
     void maybe_certify_plain(PyObject* obj, PyObject* reduce_value);
     /// 1 when written, 0 when the instance needs the general path, -1 on error.
-    int save_plain_instance(PyObject* obj, const void* certificate);
+    int save_plain_instance(PyObject* obj, const Certificate& certificate);
 
     // memo
     bool memo_put(PyObject* obj) {

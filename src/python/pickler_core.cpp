@@ -157,10 +157,11 @@ bool PicklerCore::fast_save_leave(PyObject* obj) {
 
 /// 1 when obj was written as a persistent id, 0 when it was not, -1 on error.
 int PicklerCore::save_pers(PyObject* obj) {
-    Ref pid = Ref::steal(pers_func_self
-                             ? PyObject_CallFunctionObjArgs(pers_func.get(), pers_func_self, obj,
-                                                            nullptr)
-                             : PyObject_CallOneArg(pers_func.get(), obj));
+    // Held for the call: the hook may replace itself (Pickler.persistent_id = ...).
+    Ref func = Ref::borrow(pers_func.get());
+    PyObject* func_self = pers_func_self;
+    Ref pid = Ref::steal(func_self ? PyObject_CallFunctionObjArgs(func.get(), func_self, obj, nullptr)
+                                   : PyObject_CallOneArg(func.get(), obj));
     if (!pid) return -1;
     if (pid.get() == Py_None) return 0;
     if (writer.bin()) {
@@ -263,8 +264,9 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
     } else if (PyType_IsSubtype(type, &PyType_Type)) {
         return save_global(obj, nullptr);
     } else {
-        const void* certificate = proto >= 2 ? plain_certificate(type) : nullptr;
-        if (certificate) {
+        Certificate certificate;
+        const bool certified = proto >= 2 && plain_certificate(type, certificate);
+        if (certified) {
             const int written = save_plain_instance(obj, certificate);
             if (written != 0) return written > 0;
         }
@@ -274,7 +276,7 @@ bool PicklerCore::save_object(PyObject* obj, bool pers_save) {
             Ref protocol = Ref::steal(PyLong_FromLong(proto));
             if (!protocol) return false;
             reduce_value = Ref::steal(PyObject_CallOneArg(reduce_func.get(), protocol.get()));
-            if (reduce_value && !certificate) maybe_certify_plain(obj, reduce_value.get());
+            if (reduce_value && !certified) maybe_certify_plain(obj, reduce_value.get());
         } else {
             if (lookup_attr(obj, names.__reduce__, reduce_func) < 0) return false;
             if (!reduce_func) {

@@ -144,13 +144,16 @@ bool shadows_reduction(const ModuleState& st, PyObject* dict) {
 
 } // namespace
 
-const void* PicklerCore::plain_certificate(PyTypeObject* type) const {
+bool PicklerCore::plain_certificate(PyTypeObject* type, Certificate& out) const {
     const Certificate& cert = certificate_slot(st(), type);
     if (cert.type != type || cert.version != type->tp_version_tag || !has_valid_version(type))
-        return nullptr;
+        return false;
     // The list can be mutated in place without a new version tag.
     PyObject* slotnames = slotnames_of(st(), type);
-    return slotnames && PyList_GET_SIZE(slotnames) == cert.slot_count ? &cert : nullptr;
+    if (!slotnames || PyList_GET_SIZE(slotnames) != cert.slot_count) return false;
+    // A copy: the table slot may be given to another class by any Python code run later.
+    out = cert;
+    return true;
 }
 
 void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
@@ -193,8 +196,7 @@ void PicklerCore::maybe_certify_plain(PyObject* obj, PyObject* reduce_value) {
             Certificate{type, type->tp_version_tag, PyList_GET_SIZE(slotnames), new_args};
 }
 
-int PicklerCore::save_plain_instance(PyObject* obj, const void* certificate) {
-    const auto& cert = *static_cast<const Certificate*>(certificate);
+int PicklerCore::save_plain_instance(PyObject* obj, const Certificate& cert) {
     PyObject* dict = instance_dict(obj);
     if (shadows_reduction(st(), dict)) return 0;
     // Built before anything is written, as object.__reduce_ex__ does.
@@ -205,6 +207,12 @@ int PicklerCore::save_plain_instance(PyObject* obj, const void* certificate) {
     Ref state_obj = Ref::steal(default_state(st(), obj, dict));
     if (!state_obj) return -1;
     if (state_obj.get() == Py_None) state_obj.reset();
+    // Reading the state ran Python code (descriptors, keys' __eq__), which may have changed
+    // the class: the certificate must still stand before anything is written.
+    Certificate now;
+    if (!plain_certificate(Py_TYPE(obj), now) || now.version != cert.version ||
+        now.new_args != cert.new_args)
+        return 0;
     if (!save(reinterpret_cast<PyObject*>(Py_TYPE(obj))) || !save(args.get())) return -1;
     if (!writer.write_op(Op::NEWOBJ)) return writer_failed(), -1;
     const std::size_t index = memo.find(obj);

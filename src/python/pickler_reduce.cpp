@@ -1,5 +1,6 @@
 // src/python/pickler_reduce.cpp: globals (classes, functions) and __reduce__ results.
 #include <cstdint>
+#include <optional>
 
 #include "module_state.hpp"
 #include "pickler.hpp"
@@ -177,6 +178,16 @@ bool builtin_import_in_use(const ModuleState& st) {
     return current && current == st.builtins_import;
 }
 
+/// A cache entry taken out of the table with references of its own: checking it runs Python
+/// code (a metaclass's __qualname__ or __module__ property) that may pickle another global
+/// into the same slot, which frees what the slot held.
+struct HeldGlobal {
+    Ref obj, module_name, qualname, module;
+    explicit HeldGlobal(const GlobalCacheEntry& e)
+        : obj(Ref::borrow(e.obj)), module_name(Ref::borrow(e.module_name)),
+          qualname(Ref::borrow(e.qualname)), module(Ref::borrow(e.module)) {}
+};
+
 /// Whether `attr` of `obj` is still exactly `expected` (a str); never raises.
 bool attribute_is(PyObject* obj, PyObject* attr, PyObject* expected) {
     Ref value;
@@ -189,23 +200,24 @@ bool attribute_is(PyObject* obj, PyObject* attr, PyObject* expected) {
     return PyUnicode_Compare(value.get(), expected) == 0;
 }
 
-bool still_valid(const ModuleState& st, const GlobalCacheEntry& e) {
+bool still_valid(const ModuleState& st, const HeldGlobal& e) {
     // An extension type's names come from its tp_name and cannot change.
-    const bool fixed_names = PyType_Check(e.obj) &&
-                             !PyType_HasFeature(reinterpret_cast<PyTypeObject*>(e.obj), Py_TPFLAGS_HEAPTYPE);
+    PyObject* obj = e.obj.get();
+    const bool fixed_names =
+        PyType_Check(obj) && !PyType_HasFeature(reinterpret_cast<PyTypeObject*>(obj), Py_TPFLAGS_HEAPTYPE);
     const Names& names = st.names;
-    if (!fixed_names && (!attribute_is(e.obj, names.__qualname__, e.qualname) ||
-                         !attribute_is(e.obj, names.__module__, e.module_name)))
+    if (!fixed_names && (!attribute_is(obj, names.__qualname__, e.qualname.get()) ||
+                         !attribute_is(obj, names.__module__, e.module_name.get())))
         return false;
     if (!builtin_import_in_use(st)) return false;
-    PyObject* module = PyDict_GetItemWithError(PyImport_GetModuleDict(), e.module_name);
-    if (module != e.module || !PyModule_CheckExact(module)) {
+    PyObject* module = PyDict_GetItemWithError(PyImport_GetModuleDict(), e.module_name.get());
+    if (module != e.module.get() || !PyModule_CheckExact(module)) {
         PyErr_Clear();
         return false;
     }
-    PyObject* found = PyDict_GetItemWithError(PyModule_GetDict(module), e.qualname);
+    PyObject* found = PyDict_GetItemWithError(PyModule_GetDict(module), e.qualname.get());
     if (!found) PyErr_Clear();
-    return found == e.obj;
+    return found == obj;
 }
 
 void remember_global(ModuleState& st, PyObject* obj, const ResolvedGlobal& g) {
@@ -262,13 +274,15 @@ bool resolve_global(const ModuleState& st, PyObject* obj, PyObject* name, Resolv
 
 bool PicklerCore::save_global(PyObject* obj, PyObject* name) {
     ResolvedGlobal g;
-    const GlobalCacheEntry& cached = global_cache_slot(st(), obj);
-    if (!name && cached.obj == obj && still_valid(st(), cached)) {
-        g.module_name = Ref::borrow(cached.module_name);
-        g.global_name = Ref::borrow(cached.qualname);
-        g.module = Ref::borrow(cached.module);
-        g.parent = Ref::borrow(cached.module);
-        g.lastname = Ref::borrow(cached.qualname);
+    const GlobalCacheEntry& slot = global_cache_slot(st(), obj);
+    std::optional<HeldGlobal> cached;
+    if (!name && slot.obj == obj) cached.emplace(slot);
+    if (cached && still_valid(st(), *cached)) {
+        g.module_name = std::move(cached->module_name);
+        g.global_name = Ref::borrow(cached->qualname.get());
+        g.lastname = std::move(cached->qualname);
+        g.parent = Ref::borrow(cached->module.get());
+        g.module = std::move(cached->module);
     } else {
         if (!resolve_global(st(), obj, name, g)) return false;
         if (!name) remember_global(st(), obj, g);

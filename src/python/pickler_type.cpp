@@ -3,9 +3,11 @@
 // Same constructor, methods and attributes as the stdlib's Pickler, subclassable with every
 // hook: persistent_id, dispatch_table (class or instance level), reducer_override, memo,
 // clear_memo, fast, bin.
+#include <cstddef>
 #include <new>
 
 #include "memo_proxy.hpp"
+#include <structmember.h> // after Python.h (from memo_proxy.hpp): T_INT, T_OBJECT_EX
 #include "module_state.hpp"
 #include "pickler.hpp"
 #include "pickler_type.hpp"
@@ -100,6 +102,11 @@ int Pickler_init(PyObject* self, PyObject* args, PyObject* kwargs) {
                                      &file, &protocol, &fix_imports, &buffer_callback))
         return -1;
     PicklerCore& core = core_of(self);
+    if (core.dumping()) {
+        // Re-initialising would free the file and hooks that the running dump() is using.
+        PyErr_SetString(PyExc_RuntimeError, "Pickler.__init__() called while the pickler is dumping");
+        return -1;
+    }
     if (core.write) core.clear_refs(); // __init__ called again
     if (!core.set_protocol(protocol, fix_imports != 0) || !core.set_output_file(file) ||
         !core.set_buffer_callback(buffer_callback))
@@ -234,40 +241,29 @@ int Pickler_set_persistent_id(PyObject* self, PyObject* value, void*) {
 }
 #endif
 
-PyObject* Pickler_get_dispatch_table(PyObject* self, void*) {
-    PicklerCore& core = core_of(self);
-    if (!core.dispatch_table) {
-        PyErr_SetString(PyExc_AttributeError, "'Pickler' object has no attribute 'dispatch_table'");
-        return nullptr;
-    }
-    return core.dispatch_table.new_ref();
+// bin, fast and dispatch_table are plain members, as in _pickle: code in the wild tells the C
+// pickler apart by their descriptor type (loky installs its reducers through dispatch_table
+// only when it is a member descriptor). Offsets into the embedded core are taken with
+// offsetof on a class without virtual members, which GCC and Clang lay out as written.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+constexpr Py_ssize_t core_member(std::size_t offset_in_core) {
+    return static_cast<Py_ssize_t>(offsetof(PicklerObject, core) + offset_in_core);
 }
-
-int Pickler_set_dispatch_table(PyObject* self, PyObject* value, void*) {
-    core_of(self).dispatch_table = Ref::borrow(value);
-    return 0;
-}
-
-template <int PicklerCore::*Field> PyObject* get_int_field(PyObject* self, void*) {
-    return PyLong_FromLong(core_of(self).*Field);
-}
-
-template <int PicklerCore::*Field> int set_int_field(PyObject* self, PyObject* value, void*) {
-    if (refuse_deletion(value)) return -1;
-    const long number = PyLong_AsLong(value);
-    if (number == -1 && PyErr_Occurred()) return -1;
-    core_of(self).*Field = static_cast<int>(number);
-    return 0;
-}
+static_assert(sizeof(Ref) == sizeof(PyObject*), "dispatch_table is read as a PyObject* slot");
+PyMemberDef Pickler_members[] = {
+    {"bin", T_INT, core_member(offsetof(PicklerCore, bin)), 0, nullptr},
+    {"fast", T_INT, core_member(offsetof(PicklerCore, fast)), 0, nullptr},
+    {"dispatch_table", T_OBJECT_EX, core_member(offsetof(PicklerCore, dispatch_table)), 0, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+#pragma GCC diagnostic pop
 
 PyGetSetDef Pickler_getsets[] = {
     {"memo", Pickler_get_memo, Pickler_set_memo, nullptr, nullptr},
 #if !PICKLEX_HOOKS_ARE_METHODS
     {"persistent_id", Pickler_get_persistent_id, Pickler_set_persistent_id, nullptr, nullptr},
 #endif
-    {"dispatch_table", Pickler_get_dispatch_table, Pickler_set_dispatch_table, nullptr, nullptr},
-    {"bin", get_int_field<&PicklerCore::bin>, set_int_field<&PicklerCore::bin>, nullptr, nullptr},
-    {"fast", get_int_field<&PicklerCore::fast>, set_int_field<&PicklerCore::fast>, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -293,6 +289,7 @@ PyType_Slot Pickler_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(Pickler_clear)},
     {Py_tp_methods, Pickler_methods},
     {Py_tp_getset, Pickler_getsets},
+    {Py_tp_members, Pickler_members},
     {0, nullptr},
 };
 
