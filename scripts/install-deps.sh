@@ -31,7 +31,7 @@ fi
 
 # The test extra in pyproject.toml, by import name (pip name=import name).
 py_modules=(pytest=pytest hypothesis=hypothesis numpy=numpy lz4=lz4 zstandard=zstandard xxhash=xxhash
-            pandas=pandas ruff=ruff)
+            pandas=pandas ruff=ruff joblib=joblib)
 wanted=()
 for entry in "${py_modules[@]}"; do
     "$python" -c "import ${entry#*=}" 2>/dev/null || wanted+=("${entry%%=*}")
